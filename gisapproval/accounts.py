@@ -1,0 +1,104 @@
+"""Users, roles and departments: creating them and logging in."""
+
+from __future__ import annotations
+
+import tomllib
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .audit import record_event
+from .config import LAYERS_DIR
+from .errors import AuthenticationError, ConfigurationError, InputError
+from .models import ROLES, Department, User, UserRole
+
+# A hash to compare against when the user does not exist, so that a wrong user name
+# costs the same time as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a password")
+
+
+def sync_departments(session: Session, path=None) -> list[Department]:
+    """Insert or update the departments declared in layers/departments.toml."""
+    path = path or LAYERS_DIR / "departments.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    existing = {d.code: d for d in session.scalars(sa.select(Department))}
+    out = []
+    for i, entry in enumerate(data.get("department", [])):
+        try:
+            code, zh, en = entry["code"], entry["name_zh"], entry["name_en"]
+        except KeyError as exc:
+            raise ConfigurationError(f"department #{i + 1} lacks {exc.args[0]!r}", where=str(path)) from None
+        dept = existing.get(code) or Department(code=code)
+        dept.name_zh, dept.name_en, dept.is_reviewing = zh, en, bool(entry.get("reviews", False))
+        session.add(dept)
+        out.append(dept)
+    session.flush()
+    return out
+
+
+def create_user(
+    session: Session,
+    actor: User | None,
+    *,
+    username: str,
+    password: str,
+    display_name: str,
+    roles: list[str],
+    department_code: str | None = None,
+    organisation: str | None = None,
+) -> User:
+    username = username.strip()
+    if not username or len(username) > 64 or not username.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise InputError("user name must be 1-64 letters, digits, '.', '-' or '_'", where="username")
+    if len(password) < 8:
+        raise InputError("password must have at least 8 characters", where="password")
+    unknown = set(roles) - set(ROLES)
+    if unknown or not roles:
+        raise InputError(f"unknown or missing roles {sorted(unknown)}; known: {', '.join(ROLES)}", where="roles")
+    if session.scalar(sa.select(User.id).where(User.username == username)):
+        raise InputError(f"user {username!r} already exists", where="username")
+    dept = None
+    if department_code:
+        dept = session.scalar(sa.select(Department).where(Department.code == department_code))
+        if dept is None:
+            raise InputError(f"unknown department {department_code!r}", where="department")
+    if {"reviewer", "leader", "layer_editor"} & set(roles) and dept is None:
+        raise InputError("reviewers, leaders and layer editors belong to a department", where="department")
+    user = User(
+        username=username,
+        password_hash=generate_password_hash(password),
+        display_name=display_name,
+        organisation=organisation,
+        department=dept,
+        roles=[UserRole(role=r) for r in roles],
+    )
+    session.add(user)
+    session.flush()
+    record_event(session, actor, "user.created", user, {"username": username, "roles": sorted(roles),
+                                                         "department": department_code})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User:
+    """The active user with this name and password, or AuthenticationError (and an audit event)."""
+    user = session.scalar(sa.select(User).where(User.username == username.strip()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        ok = False
+    else:
+        ok = check_password_hash(user.password_hash, password) and user.is_active
+    if not ok:
+        record_event(session, None, "user.login_failed", ("users", user.id if user else None),
+                     {"username": username[:64]})
+        raise AuthenticationError("wrong user name or password")
+    record_event(session, user, "user.logged_in", user)
+    return user
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    user = session.get(User, user_id)
+    return user if user is not None and user.is_active else None

@@ -1,0 +1,229 @@
+"""The `gisapproval` command line. Every error a user can cause is one clear line, exit 2."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import sys
+
+import click
+
+from . import cluster
+from .config import database_url, load_settings
+from .errors import GisApprovalError
+
+
+def _settings():
+    return load_settings()
+
+
+@click.group()
+def cli() -> None:
+    """gisapproval: the geospatial joint construction-approval platform."""
+
+
+# --- database -------------------------------------------------------------------------
+
+@cli.group()
+def db() -> None:
+    """The database: the app's own cluster or DATABASE_URL."""
+
+
+def prepare_database(settings, dbname: str | None = None) -> str:
+    """Start the app's cluster when DATABASE_URL is unset, create the database with PostGIS,
+    and migrate it to head. Returns its URL."""
+    from . import migrate
+    from .db import ensure_database
+
+    if not settings.database_url:
+        cluster.ensure_running(settings)
+    url = database_url(settings, dbname)
+    ensure_database(url)
+    migrate.upgrade(url)
+    return url
+
+
+@db.command("up")
+def db_up() -> None:
+    """Start the cluster if needed, create the database and migrate it to head."""
+    settings = _settings()
+    url = prepare_database(settings)
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    where = "DATABASE_URL" if settings.database_url else f"app cluster in {settings.home}"
+    click.echo(f"database ready: {u.host}:{u.port}/{u.database} ({where})")
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from . import migrate
+
+    migrate.upgrade(database_url(_settings()), revision)
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION (e.g. -1)."""
+    from . import migrate
+
+    migrate.downgrade(database_url(_settings()), revision)
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the database URL the app uses (contains the password)."""
+    click.echo(database_url(_settings()))
+
+
+# --- the app-owned cluster --------------------------------------------------------------
+
+@cli.group("cluster")
+def cluster_group() -> None:
+    """The app-owned PostgreSQL cluster (used when DATABASE_URL is unset)."""
+
+
+@cluster_group.command("start")
+def cluster_start() -> None:
+    settings = _settings()
+    info = cluster.ensure_running(settings)
+    click.echo(f"cluster running on 127.0.0.1:{info['port']} (data: {settings.pgdata})")
+
+
+@cluster_group.command("stop")
+def cluster_stop() -> None:
+    settings = _settings()
+    if settings.database_url:
+        click.echo("DATABASE_URL is set: the external server is not ours to stop")
+        return
+    stopped = cluster.stop(settings)
+    click.echo("cluster stopped" if stopped else "cluster was not running")
+
+
+@cluster_group.command("status")
+def cluster_status() -> None:
+    settings = _settings()
+    click.echo("running" if cluster.is_running(settings) else "stopped")
+
+
+# --- sample data ----------------------------------------------------------------------
+
+@cli.group()
+def sample() -> None:
+    """The sample district."""
+
+
+@sample.command("load")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None)
+def sample_load(data_dir) -> None:
+    """Load sample_parcels/data into the database (does nothing if layers exist)."""
+    import time
+
+    from .db import make_engine, make_session_factory, session_scope
+    from .sample import load_sample
+
+    settings = _settings()
+    engine = make_engine(database_url(settings))
+    t0 = time.monotonic()
+    with session_scope(make_session_factory(engine)) as session:
+        counts = load_sample(session, settings, data_dir)
+    engine.dispose()
+    if counts.get("skipped"):
+        click.echo("sample district already loaded")
+    else:
+        click.echo(f"sample district loaded in {time.monotonic() - t0:.1f}s: "
+                   + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+# --- serving --------------------------------------------------------------------------
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@cli.command()
+@click.option("--host", default=lambda: os.environ.get("GISAPPROVAL_HOST", "127.0.0.1"), show_default="127.0.0.1")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("GISAPPROVAL_PORT", "8000")), show_default="8000")
+@click.option("--workers", type=int, default=lambda: int(os.environ.get("GISAPPROVAL_WORKERS", "2")), show_default="2")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the web app with gunicorn."""
+    from .db import check_connection, make_engine
+
+    settings = _settings()
+    engine = make_engine(database_url(settings))
+    check_connection(engine)
+    engine.dispose()
+    if not _port_free(host, port):
+        raise GisApprovalError(f"port {port} on {host} is already in use; stop what uses it or choose another "
+                               f"with GISAPPROVAL_PORT=<port>")
+    click.echo(f"serving on http://{host}:{port}/")
+    sys.stdout.flush()
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+                               f"{host}:{port}", "--access-logfile", "-", "web.wsgi:app"])
+
+
+# --- working days ---------------------------------------------------------------------
+
+@cli.group()
+def workdays() -> None:
+    """Working-day arithmetic on the PRC calendar."""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise GisApprovalError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+@workdays.command("add")
+@click.argument("date")
+@click.argument("n", type=int)
+def workdays_add(date: str, n: int) -> None:
+    """Print the N-th working day after DATE."""
+    from .workdays import Calendar
+
+    if n < 0:
+        raise GisApprovalError("N must be 0 or more")
+    result = Calendar().add(_date(date), n)
+    click.echo(result.day.isoformat() + (" (provisional: the calendar does not know every year on the way)"
+                                         if result.is_provisional else ""))
+
+
+@workdays.command("between")
+@click.argument("a")
+@click.argument("b")
+def workdays_between(a: str, b: str) -> None:
+    """Print the number of working days in (A, B]."""
+    from .workdays import Calendar
+
+    count, provisional = Calendar().between(_date(a), _date(b))
+    click.echo(str(count) + (" (provisional)" if provisional else ""))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except GisApprovalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

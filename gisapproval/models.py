@@ -1,0 +1,327 @@
+"""The domain model (DESIGN section 3) as SQLAlchemy 2 typed mappings.
+
+Geometries are stored in the jurisdiction's projected metric SRID (``SRID``) so that areas
+and distances are true metres. Status and kind columns are text guarded by CHECK
+constraints whose allowed values live in the tuples below, next to the model that uses them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
+
+from .config import load_jurisdiction
+
+SRID = load_jurisdiction().srid
+
+ROLES = ("applicant", "clerk", "reviewer", "leader", "layer_editor", "supervisor", "admin")
+LAYER_KINDS = ("vector", "raster")
+LAYER_VERSION_STATES = ("importing", "live", "failed")
+PROJECT_STATES = ("draft", "submitted", "in_review", "in_correction", "approved", "rejected", "completed", "withdrawn")
+STAGE_STATES = ("intake", "in_review", "in_correction", "approved", "rejected")
+TASK_STATES = (
+    "pending", "in_review", "approved", "approved_with_conditions",
+    "correction_requested", "rejected", "deemed_approved",
+)
+CHECK_OUTCOMES = ("pass", "fail", "warn", "no_data", "not_applicable")
+CLOCK_KINDS = ("received", "accepted", "stop", "resume", "extension", "decided", "deemed")
+NOTICE_STATES = ("open", "answered", "withdrawn")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: sa.DateTime(timezone=True), dict[str, Any]: JSONB}
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name_zh: Mapped[str] = mapped_column(sa.String(200))
+    name_en: Mapped[str] = mapped_column(sa.String(200))
+    is_reviewing: Mapped[bool] = mapped_column(default=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    organisation: Mapped[str | None] = mapped_column(sa.String(200))
+    department_id: Mapped[int | None] = mapped_column(sa.ForeignKey("departments.id"))
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    department: Mapped[Department | None] = relationship(lazy="joined")
+    roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def role_codes(self) -> set[str]:
+        return {r.role for r in self.roles}
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+    __table_args__ = (sa.CheckConstraint(_in("role", ROLES), name="ck_user_roles_role"),)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+
+
+class Layer(Base):
+    __tablename__ = "layers"
+    __table_args__ = (sa.CheckConstraint(_in("kind", LAYER_KINDS), name="ck_layers_kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    title_zh: Mapped[str] = mapped_column(sa.String(200))
+    title_en: Mapped[str] = mapped_column(sa.String(200))
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("departments.id"))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    geometry_type: Mapped[str | None] = mapped_column(sa.String(32))
+    feature_key: Mapped[str | None] = mapped_column(sa.String(64))
+    coverage: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True), nullable=True)
+    current_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("layer_versions.id", use_alter=True, name="fk_layers_current_version"))
+
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class LayerVersion(Base):
+    __tablename__ = "layer_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("layer_id", "number"),
+        sa.CheckConstraint(_in("state", LAYER_VERSION_STATES), name="ck_layer_versions_state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"))
+    number: Mapped[int]
+    state: Mapped[str] = mapped_column(sa.String(16), default="importing")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    source_name: Mapped[str] = mapped_column(sa.String(500))
+    checksum: Mapped[str] = mapped_column(sa.String(64))
+    count_added: Mapped[int] = mapped_column(default=0)
+    count_changed: Mapped[int] = mapped_column(default=0)
+    count_removed: Mapped[int] = mapped_column(default=0)
+    count_unchanged: Mapped[int] = mapped_column(default=0)
+    raster_path: Mapped[str | None] = mapped_column(sa.String(1000))
+    affected_project_ids: Mapped[list[int]] = mapped_column(sa.ARRAY(sa.Integer), default=list)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class LayerFeature(Base):
+    """A feature valid from version ``valid_from`` up to, not including, ``valid_to`` (NULL: still valid)."""
+
+    __tablename__ = "layer_features"
+    __table_args__ = (
+        sa.Index("ix_layer_features_key", "layer_id", "feature_key", "valid_from"),
+        sa.Index("ix_layer_features_live", "layer_id", postgresql_where=sa.text("valid_to IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"))
+    feature_key: Mapped[str] = mapped_column(sa.String(200))
+    valid_from: Mapped[int]
+    valid_to: Mapped[int | None]
+    attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(sa.String(64))
+    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True))
+
+
+class Parcel(Base):
+    """A cadastral parcel (宗地), the live state of the cadastre layer."""
+
+    __tablename__ = "parcels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    holder: Mapped[str] = mapped_column(sa.String(200))
+    land_use: Mapped[str] = mapped_column(sa.String(16))
+    area_m2: Mapped[float]
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
+
+
+project_parcels = sa.Table(
+    "project_parcels",
+    Base.metadata,
+    sa.Column("project_id", sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("parcel_id", sa.ForeignKey("parcels.id"), primary_key=True),
+)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (sa.CheckConstraint(_in("status", PROJECT_STATES), name="ck_projects_status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    receipt_no: Mapped[str | None] = mapped_column(sa.String(40), unique=True)
+    query_code: Mapped[str | None] = mapped_column(sa.String(16))
+    name: Mapped[str] = mapped_column(sa.String(300))
+    name_en: Mapped[str | None] = mapped_column(sa.String(300))
+    applicant_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    applicant_org: Mapped[str] = mapped_column(sa.String(200))
+    is_green_channel: Mapped[bool] = mapped_column(default=False)
+    coordinator_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    current_stage: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    applicant: Mapped[User] = relationship(foreign_keys=[applicant_id])
+    parcels: Mapped[list[Parcel]] = relationship(secondary=project_parcels)
+    buildings: Mapped[list[Building]] = relationship(back_populates="project", cascade="all, delete-orphan")
+    stages: Mapped[list[StageInstance]] = relationship(
+        back_populates="project", order_by="StageInstance.stage", cascade="all, delete-orphan")
+    events: WriteOnlyMapped[Event] = relationship(passive_deletes=True)
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    __table_args__ = (
+        sa.CheckConstraint("height_m > 0", name="ck_buildings_height"),
+        sa.CheckConstraint("floors > 0", name="ck_buildings_floors"),
+        sa.CheckConstraint("gfa_m2 > 0", name="ck_buildings_gfa"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    height_m: Mapped[float]
+    floors: Mapped[int]
+    gfa_m2: Mapped[float]
+    use: Mapped[str] = mapped_column(sa.String(32))
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
+
+    project: Mapped[Project] = relationship(back_populates="buildings")
+
+
+class StageInstance(Base):
+    __tablename__ = "stage_instances"
+    __table_args__ = (
+        sa.UniqueConstraint("project_id", "stage"),
+        sa.CheckConstraint(_in("status", STAGE_STATES), name="ck_stage_instances_status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
+    stage: Mapped[int]
+    status: Mapped[str] = mapped_column(sa.String(20), default="intake")
+    received_on: Mapped[dt.date]
+    accepted_on: Mapped[dt.date | None]
+    decided_on: Mapped[dt.date | None]
+
+    project: Mapped[Project] = relationship(back_populates="stages")
+    tasks: Mapped[list[ReviewTask]] = relationship(back_populates="stage_instance", cascade="all, delete-orphan")
+
+
+class ReviewTask(Base):
+    __tablename__ = "review_tasks"
+    __table_args__ = (
+        sa.UniqueConstraint("stage_instance_id", "department_id"),
+        sa.CheckConstraint(_in("status", TASK_STATES), name="ck_review_tasks_status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("departments.id"))
+    status: Mapped[str] = mapped_column(sa.String(32), default="pending")
+    legal_limit_days: Mapped[int]
+    committed_limit_days: Mapped[int]
+    needs_leader_signoff: Mapped[bool] = mapped_column(default=False)
+    is_deemed_on_timeout: Mapped[bool] = mapped_column(default=False)
+    assigned_reviewer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None]
+    opinion: Mapped[str | None] = mapped_column(sa.Text)
+    conditions: Mapped[str | None] = mapped_column(sa.Text)
+    row_version: Mapped[int] = mapped_column(default=1)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+    stage_instance: Mapped[StageInstance] = relationship(back_populates="tasks")
+    department: Mapped[Department] = relationship(lazy="joined")
+
+
+class CheckRun(Base):
+    __tablename__ = "check_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    stage_instance_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(sa.String(20))  # self_check, review, recheck
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    layer_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CheckResult(Base):
+    __tablename__ = "check_results"
+    __table_args__ = (sa.CheckConstraint(_in("outcome", CHECK_OUTCOMES), name="ck_check_results_outcome"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    check_run_id: Mapped[int] = mapped_column(sa.ForeignKey("check_runs.id", ondelete="CASCADE"), index=True)
+    building_id: Mapped[int | None] = mapped_column(sa.ForeignKey("buildings.id", ondelete="CASCADE"))
+    rule_id: Mapped[str] = mapped_column(sa.String(64))
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("departments.id"))
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    measured: Mapped[float | None]
+    limit_value: Mapped[float | None]
+    unit: Mapped[str | None] = mapped_column(sa.String(16))
+    message_zh: Mapped[str] = mapped_column(sa.Text)
+    message_en: Mapped[str] = mapped_column(sa.Text)
+    evidence: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True), nullable=True)
+    layer_version_ids: Mapped[list[int]] = mapped_column(sa.ARRAY(sa.Integer), default=list)
+    overrides_result_id: Mapped[int | None] = mapped_column(sa.ForeignKey("check_results.id"))
+    override_reason: Mapped[str | None] = mapped_column(sa.Text)
+    overridden_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class CorrectionNotice(Base):
+    """One-time notice (一次性告知): every missing item and defect at once."""
+
+    __tablename__ = "correction_notices"
+    __table_args__ = (sa.CheckConstraint(_in("status", NOTICE_STATES), name="ck_correction_notices_status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"), index=True)
+    issued_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    answered_at: Mapped[dt.datetime | None]
+
+
+class ClockEvent(Base):
+    """An immutable fact about a task's or stage's clock; deadlines are derived from these."""
+
+    __tablename__ = "clock_events"
+    __table_args__ = (sa.CheckConstraint(_in("kind", CLOCK_KINDS), name="ck_clock_events_kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"), index=True)
+    review_task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("review_tasks.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    on: Mapped[dt.date]
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    stop_kind: Mapped[str | None] = mapped_column(sa.String(32))  # correction, expert_review, hearing, inspection
+    days: Mapped[int | None]  # extension length in working days
+    approved_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """Append-only audit record. The database refuses UPDATE, DELETE and TRUNCATE on it."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.Index("ix_events_subject", "subject_type", "subject_id"),)
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=sa.func.now())
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    is_automated: Mapped[bool] = mapped_column(default=False)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    subject_type: Mapped[str] = mapped_column(sa.String(32))
+    subject_id: Mapped[str | None] = mapped_column(sa.String(64))
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)

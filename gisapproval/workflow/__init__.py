@@ -1,0 +1,1 @@
+"""The approval process: stages as data, review tasks, clocks and deadlines."""
