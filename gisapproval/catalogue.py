@@ -29,6 +29,7 @@ class LayerSpec:
     used_by: tuple[str, ...] = ()
     source_layer: str | None = None
     source_file: str | None = None
+    impact_distance_m: float = 0.0  # a project this close to a changed feature is affected by the change
 
 
 def _spec(entry: dict, index: int, where: str, departments: set[str] | None) -> LayerSpec:
@@ -62,7 +63,14 @@ def _spec(entry: dict, index: int, where: str, departments: set[str] | None) -> 
         geometry_type=entry.get("geometry_type"), feature_key=entry.get("feature_key"),
         attributes=attributes, allowed=allowed, used_by=tuple(entry.get("used_by", ())),
         source_layer=entry.get("source_layer"), source_file=entry.get("source_file"),
+        impact_distance_m=_distance(entry.get("impact_distance_m", 0.0), label),
     )
+
+
+def _distance(value, label: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigurationError(f"impact_distance_m must be a distance in metres >= 0, got {value!r}", where=label)
+    return float(value)
 
 
 def load_catalogue(path: Path | None = None, departments: set[str] | None = None) -> dict[str, LayerSpec]:

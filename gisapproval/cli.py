@@ -139,6 +139,127 @@ def sample_load(data_dir) -> None:
                    + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 
+# --- layers -----------------------------------------------------------------------------
+
+@cli.group()
+def layer() -> None:
+    """The shared layers: import, versions, diff, roll back."""
+
+
+def _session_scope():
+    from .db import make_engine, make_session_factory, session_scope
+
+    settings = _settings()
+    engine = make_engine(database_url(settings))
+    return settings, engine, session_scope(make_session_factory(engine))
+
+
+def _actor(session, username: str):
+    import sqlalchemy as sa
+
+    from .errors import NotFoundError
+    from .models import User
+
+    user = session.scalar(sa.select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        raise NotFoundError(f"no active user {username!r}")
+    return user
+
+
+@layer.command("import")
+@click.argument("layer_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", "username", required=True, help="the layer editor doing the import")
+@click.option("--crs", default=None, help="the source's CRS when the file has none, e.g. EPSG:4547")
+@click.option("--repair", is_flag=True, help="fix invalid geometries with make_valid and report each repair")
+def layer_import(layer_name, file, username, crs, repair) -> None:
+    """Import FILE as the next version of LAYER_NAME (all or nothing)."""
+    from pathlib import Path
+
+    from .layerimport import ImportOptions
+    from .layerversions import publish_layer_version, record_refused_import
+
+    settings, engine, scope = _session_scope()
+    try:
+        with scope as session:
+            actor = _actor(session, username)
+            report = publish_layer_version(session, settings, actor, layer_name, Path(file),
+                                           options=ImportOptions(crs=crs, repair=repair))
+    except GisApprovalError as exc:
+        from .db import make_session_factory, session_scope
+
+        with session_scope(make_session_factory(engine)) as session:
+            record_refused_import(session, _actor_or_none(session, username), layer_name, Path(file).name, exc)
+        for problem in getattr(exc, "problems", [])[:50]:
+            click.echo(f"  {problem}", err=True)
+        raise
+    finally:
+        engine.dispose()
+    r = report.as_dict()
+    click.echo(f"layer {r['layer']} version {r['version']}: {r['added']} added, {r['changed']} changed, "
+               f"{r['removed']} removed, {r['unchanged']} unchanged ({r['features']} features read from "
+               f"{r['source_crs']}) in {r['seconds']} s")
+    for repair_note in r["repairs"]:
+        click.echo(f"  {repair_note}")
+    if r["affected_project_ids"]:
+        click.echo(f"projects in flight affected: {', '.join(map(str, r['affected_project_ids']))}")
+
+
+def _actor_or_none(session, username):
+    try:
+        return _actor(session, username)
+    except GisApprovalError:
+        return None
+
+
+@layer.command("versions")
+@click.argument("layer_name")
+def layer_versions(layer_name) -> None:
+    """List a layer's versions, newest first."""
+    from .layerversions import list_versions
+
+    settings, engine, scope = _session_scope()
+    with scope as session:
+        for v in list_versions(session, layer_name):
+            click.echo(f"v{v.number}  {v.created_at:%Y-%m-%d %H:%M}  +{v.count_added} ~{v.count_changed} "
+                       f"-{v.count_removed} ={v.count_unchanged}  {v.source_name}")
+    engine.dispose()
+
+
+@layer.command("diff")
+@click.argument("layer_name")
+@click.argument("a", type=int)
+@click.argument("b", type=int)
+def layer_diff(layer_name, a, b) -> None:
+    """Show what changed in LAYER_NAME between versions A and B."""
+    from .layerversions import diff_versions
+
+    settings, engine, scope = _session_scope()
+    with scope as session:
+        d = diff_versions(session, layer_name, a, b)
+    engine.dispose()
+    click.echo(f"{layer_name} v{a} -> v{b}: {len(d.added)} added, {len(d.changed)} changed, {len(d.removed)} removed")
+    for kind in ("added", "changed", "removed"):
+        for key in getattr(d, kind)[:100]:
+            click.echo(f"  {kind:8s} {key}")
+
+
+@layer.command("rollback")
+@click.argument("layer_name")
+@click.argument("version", type=int)
+@click.option("--user", "username", required=True)
+def layer_rollback(layer_name, version, username) -> None:
+    """Publish VERSION's content of LAYER_NAME as a new version."""
+    from .layerversions import rollback_layer
+
+    settings, engine, scope = _session_scope()
+    with scope as session:
+        r = rollback_layer(session, _actor(session, username), layer_name, version)
+    engine.dispose()
+    click.echo(f"layer {layer_name} version {r.number} has version {version}'s content: {r.added} added, "
+               f"{r.changed} changed, {r.removed} removed")
+
+
 # --- serving --------------------------------------------------------------------------
 
 def _port_free(host: str, port: int) -> bool:

@@ -15,7 +15,7 @@ from .errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAYERS_DIR = REPO_ROOT / "layers"
-SAMPLE_DIR = REPO_ROOT / "sample_parcels" / "data"
+SAMPLE_DIR = Path(os.environ.get("GISAPPROVAL_SAMPLE_DIR") or REPO_ROOT / "sample_parcels" / "data")
 
 DEFAULT_PG_PORT = 55432
 

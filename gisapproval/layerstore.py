@@ -7,7 +7,6 @@ range of versions in which it is valid ([valid_from, valid_to), NULL = still val
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,9 +17,8 @@ import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from sqlalchemy.orm import Session
 
-from .audit import record_event
 from .catalogue import LayerSpec
-from .models import Department, Layer, LayerVersion, User
+from .models import Department, Layer
 
 
 def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
@@ -72,44 +70,6 @@ def register_layers(session: Session, specs: dict[str, LayerSpec], coverage, sri
     return out
 
 
-def next_version_number(session: Session, layer: Layer) -> int:
-    current = session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
-    return (current or 0) + 1
-
-
-def publish_first_version(
-    session: Session, actor: User | None, layer: Layer, spec: LayerSpec, frame, *,
-    source_name: str, checksum: str, srid: int,
-) -> LayerVersion:
-    """Publish ``frame`` (a GeoDataFrame already in ``srid``) as a layer's first version."""
-    if layer.current_version_id is not None:
-        raise ValueError(f"layer {layer.name} already has a version")
-    version = LayerVersion(layer_id=layer.id, number=1, state="live", created_by_id=actor.id if actor else None,
-                           source_name=source_name, checksum=checksum)
-    session.add(version)
-    session.flush()
-    attrs_cols = list(spec.attributes)
-    geoms = to_multi(frame.geometry.values._data if hasattr(frame.geometry.values, "_data")
-                     else np.asarray(frame.geometry.values), spec.geometry_type)
-    hexes = ewkb_hex(geoms, srid)
-    records = frame[attrs_cols].to_dict("records")
-
-    def rows():
-        for rec, hx in zip(records, hexes):
-            clean = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else
-                         (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()}
-            attrs_json = json.dumps(clean, ensure_ascii=False, sort_keys=True)
-            yield (layer.id, str(clean[spec.feature_key]), 1, attrs_json, content_hash(hx, attrs_json), hx)
-
-    n = copy_rows(session, "layer_features", ["layer_id", "feature_key", "valid_from", "attrs", "content_hash", "geom"],
-                  rows())
-    version.count_added = n
-    layer.current_version_id = version.id
-    record_event(session, actor, "layer_version.published", version,
-                 {"layer": layer.name, "number": 1, "source": source_name, "added": n})
-    return version
-
-
 def store_raster(store_dir: Path, source: Path) -> tuple[Path, str]:
     """Copy a raster into the content-addressed store; returns (stored path, sha256)."""
     digest = file_sha256(source)
@@ -120,19 +80,6 @@ def store_raster(store_dir: Path, source: Path) -> tuple[Path, str]:
         shutil.copyfile(source, tmp)
         tmp.replace(target)
     return target, digest
-
-
-def publish_raster_version(session: Session, actor: User | None, layer: Layer, stored: Path, *,
-                           source_name: str, checksum: str) -> LayerVersion:
-    version = LayerVersion(layer_id=layer.id, number=next_version_number(session, layer), state="live",
-                           created_by_id=actor.id if actor else None, source_name=source_name,
-                           checksum=checksum, raster_path=str(stored))
-    session.add(version)
-    session.flush()
-    layer.current_version_id = version.id
-    record_event(session, actor, "layer_version.published", version,
-                 {"layer": layer.name, "number": version.number, "source": source_name})
-    return version
 
 
 def file_sha256(path: Path) -> str:

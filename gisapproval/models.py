@@ -127,7 +127,8 @@ class LayerFeature(Base):
     __tablename__ = "layer_features"
     __table_args__ = (
         sa.Index("ix_layer_features_key", "layer_id", "feature_key", "valid_from"),
-        sa.Index("ix_layer_features_live", "layer_id", postgresql_where=sa.text("valid_to IS NULL")),
+        sa.Index("ix_layer_features_live", "layer_id", "feature_key", unique=True,
+                 postgresql_where=sa.text("valid_to IS NULL")),
     )
     id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"))
@@ -149,6 +150,7 @@ class Parcel(Base):
     land_use: Mapped[str] = mapped_column(sa.String(16))
     area_m2: Mapped[float]
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
+    is_retired: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
 
 project_parcels = sa.Table(

@@ -25,8 +25,8 @@ from .audit import record_event
 from .catalogue import default_catalogue
 from .config import SAMPLE_DIR, Settings
 from .errors import InputError
-from .layerstore import (copy_rows, ewkb_hex, file_sha256, publish_first_version, publish_raster_version,
-                         register_layers, store_raster, to_multi)
+from .layerstore import register_layers, to_multi
+from .layerversions import publish_layer_version
 from .models import (Building, ClockEvent, CorrectionNotice, Department, Layer, Parcel, Project, ReviewTask,
                      StageInstance, User)
 from .workflow.stages import default_process
@@ -73,26 +73,15 @@ def load_sample(session: Session, settings: Settings, data_dir: Path | None = No
                                       roles=roles, department_code=dept, organisation=org)
     boundary = _read(gpkg, "jurisdiction", srid).geometry.union_all()
     specs = default_catalogue()
-    layers = register_layers(session, specs, boundary, srid)
-    checksum = file_sha256(gpkg)
+    register_layers(session, specs, boundary, srid)
     counts = {}
-    frames = {}
     for name, spec in specs.items():
-        layer = layers[name]
-        if spec.kind == "vector":
-            frame = _read(gpkg, spec.source_layer or name, srid)
-            missing = [a for a in spec.attributes if a not in frame.columns]
-            if missing:
-                raise InputError(f"missing attributes {missing}", where=f"{gpkg}:{spec.source_layer}")
-            publish_first_version(session, None, layer, spec, frame, source_name=f"{gpkg.name}:{spec.source_layer}",
-                                  checksum=checksum, srid=srid)
-            frames[name] = frame
-            counts[name] = len(frame)
-        else:
-            stored, digest = store_raster(settings.home / "rasters", data_dir / spec.source_file)
-            publish_raster_version(session, None, layer, stored, source_name=spec.source_file, checksum=digest)
-            counts[name] = 1
-    counts["parcels"] = _load_parcels(session, frames["cadastre"], srid)
+        source = gpkg if spec.kind == "vector" else data_dir / spec.source_file
+        report = publish_layer_version(session, settings, None, name, source,
+                                       f"{source.name}:{spec.source_layer}" if spec.kind == "vector" else None,
+                                       check_permission=False)
+        counts[name] = report.features
+    counts["parcels"] = session.scalar(sa.select(sa.func.count()).select_from(Parcel))
     projects_file = data_dir / "projects.json"
     if projects_file.exists():
         projects = json.loads(projects_file.read_text(encoding="utf-8"))
@@ -107,15 +96,6 @@ def _read(path: Path, layer: str, srid: int):
     if frame.crs.to_epsg() != srid:
         frame = frame.to_crs(epsg=srid)
     return frame
-
-
-def _load_parcels(session: Session, frame, srid: int) -> int:
-    geoms = to_multi(np.asarray(frame.geometry.values), "MultiPolygon")
-    hexes = ewkb_hex(geoms, srid)
-    areas = shapely.area(geoms)
-    rows = ((code, holder, use, float(area), hx) for code, holder, use, area, hx in
-            zip(frame["parcel_code"], frame["holder"], frame["land_use"], areas, hexes))
-    return copy_rows(session, "parcels", ["parcel_code", "holder", "land_use", "area_m2", "geom"], rows)
 
 
 def _at(day: str | None, hour: int = 10) -> dt.datetime | None:

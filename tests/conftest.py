@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gisapproval import cluster, migrate

@@ -41,7 +41,7 @@ def test_upgrade_from_empty_creates_every_table(empty_db_url, mig_engine):
     assert _tables(mig_engine) == set()
     migrate.upgrade(empty_db_url)
     assert TABLES | {"alembic_version"} == _tables(mig_engine)
-    assert migrate.current_heads(empty_db_url) == {"0002"}
+    assert migrate.current_heads(empty_db_url) == {"0003"}
 
 
 def test_geometries_are_in_the_jurisdiction_srid_with_gist_indexes(empty_db_url, mig_engine):
@@ -70,10 +70,25 @@ def _ours(obj, name, type_, reflected, compare_to):
     return not (type_ == "table" and name == "spatial_ref_sys")
 
 
-def test_one_step_down_removes_the_audit_guard_and_up_restores_it(empty_db_url, mig_engine):
+def _columns(engine, table) -> set[str]:
+    return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+
+
+def test_one_step_down_and_up_again(empty_db_url, mig_engine):
+    migrate.upgrade(empty_db_url)
+    assert migrate.current_heads(empty_db_url) == {"0003"}
+    assert "is_retired" in _columns(mig_engine, "parcels")
+    migrate.downgrade(empty_db_url, "-1")
+    assert migrate.current_heads(empty_db_url) == {"0002"}
+    assert "is_retired" not in _columns(mig_engine, "parcels")
+    migrate.upgrade(empty_db_url)
+    assert "is_retired" in _columns(mig_engine, "parcels")
+
+
+def test_the_audit_guard_comes_and_goes_with_its_migration(empty_db_url, mig_engine):
     migrate.upgrade(empty_db_url)
     assert _has_trigger(mig_engine)
-    migrate.downgrade(empty_db_url, "-1")
+    migrate.downgrade(empty_db_url, "0001")
     assert migrate.current_heads(empty_db_url) == {"0001"}
     assert not _has_trigger(mig_engine)
     migrate.upgrade(empty_db_url)

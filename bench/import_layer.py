@@ -1,0 +1,169 @@
+"""Layer import at city scale, beside ogr2ogr.
+
+    python bench/import_layer.py [--parcels 200000] [--keep DIR]
+
+Generates a city's cadastre as a GeoPackage, imports it into an empty layer of a throwaway
+database (our streamed, validated, versioned import), then the same file with
+`ogr2ogr -f PostgreSQL` (PG_USE_COPY=YES, with a GiST index) into the same server, then
+re-imports the file with 1% of the parcels changed. Each import runs in its own process so
+its peak memory is its own. Prints the figures; the last line is machine-readable:
+RESULT import ratio_vs_ogr2ogr=<x> reimport_1pct_s=<s> peak_mb=<m>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _settings_for(extent):
+    from dataclasses import replace
+
+    from gisapproval.config import load_settings
+
+    s = load_settings()
+    return replace(s, jurisdiction=replace(s.jurisdiction, extent=tuple(extent)))
+
+
+def phase_import(url: str, gpkg: str, extent: list[float]) -> None:
+    """Child process: one import of the cadastre, committed; prints JSON with time and peak."""
+    from gisapproval.db import make_engine, make_session_factory, session_scope
+    from gisapproval.layerversions import publish_layer_version
+
+    settings = _settings_for(extent)
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    with session_scope(make_session_factory(engine)) as session:
+        report = publish_layer_version(session, settings, None, "cadastre", Path(gpkg), check_permission=False)
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, **report.as_dict()}))
+
+
+def _child(url, gpkg, extent) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase-import", url, str(gpkg), json.dumps(extent)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _prepare_db(settings, extent):
+    import geopandas  # noqa: F401  (import cost outside the timings)
+    import shapely
+
+    from gisapproval import migrate
+    from gisapproval.accounts import sync_departments
+    from gisapproval.catalogue import default_catalogue
+    from gisapproval.config import database_url
+    from gisapproval.db import ensure_database, make_engine, make_session_factory, session_scope
+    from gisapproval.layerstore import register_layers
+
+    url = database_url(settings, f"gisapproval_bench_import_{os.getpid()}")
+    ensure_database(url)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        sync_departments(session)
+        register_layers(session, default_catalogue(), shapely.box(*extent), settings.jurisdiction.srid)
+    engine.dispose()
+    return url
+
+
+def _ogr2ogr(url: str, gpkg: Path) -> float:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username} password={u.password}"
+    env = {**os.environ, "PG_USE_COPY": "YES"}
+    t0 = time.perf_counter()
+    subprocess.run(["ogr2ogr", "-f", "PostgreSQL", pg, str(gpkg), "parcels", "-nln", "bench_ogr_parcels",
+                    "-lco", "SPATIAL_INDEX=GIST", "-lco", "GEOMETRY_NAME=geom", "-nlt", "PROMOTE_TO_MULTI",
+                    "-overwrite", "--config", "PG_USE_COPY", "YES"], check=True, env=env)
+    return time.perf_counter() - t0
+
+
+def _changed_copy(src: Path, dst: Path, share: float = 0.01) -> int:
+    """A copy of the cadastre with ``share`` of the parcels changed (holder renamed, shape nudged)."""
+    import numpy as np
+    import pyogrio
+    import shapely
+
+    frame = pyogrio.read_dataframe(src, layer="parcels")
+    rng = np.random.default_rng(7)
+    idx = rng.choice(len(frame), size=max(1, int(len(frame) * share)), replace=False)
+    frame.loc[frame.index[idx], "holder"] = frame.loc[frame.index[idx], "holder"] + "（变更）"
+    geoms = frame.geometry.values
+    frame.loc[frame.index[idx], "geometry"] = shapely.buffer(np.asarray(geoms[idx]), -0.5, join_style="mitre")
+    pyogrio.write_dataframe(frame, dst, layer="parcels")
+    return len(idx)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--parcels", type=int, default=200_000)
+    ap.add_argument("--keep", default=None, help="keep the generated city in this directory")
+    args = ap.parse_args()
+    import pyogrio
+
+    from gisapproval.config import load_settings
+    from gisapproval.db import drop_database
+    from sample_parcels.generate import generate
+
+    if shutil.which("ogr2ogr") is None:
+        sys.exit("ogr2ogr not found: apt-get install gdal-bin")
+    base = load_settings()
+    if not base.database_url:
+        from gisapproval import cluster
+
+        cluster.ensure_running(base)
+    tmp = Path(args.keep or tempfile.mkdtemp(prefix="bench-import-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    gpkg = tmp / "district.gpkg"
+    if not gpkg.exists():
+        t0 = time.perf_counter()
+        generate(tmp, parcels=args.parcels, projects=False)
+        print(f"generated a {args.parcels}-parcel city in {time.perf_counter() - t0:.1f} s")
+    info = pyogrio.read_info(gpkg, layer="parcels", force_total_bounds=True)
+    n = int(info["features"])
+    x0, y0, x1, y1 = info["total_bounds"]
+    extent = [x0 - 1000, y0 - 1000, x1 + 1000, y1 + 1000]
+    settings = _settings_for(extent)
+    url = _prepare_db(settings, extent)
+    try:
+        ours = _child(url, gpkg, extent)
+        ogr = _ogr2ogr(url, gpkg)
+        changed = tmp / "district_1pct.gpkg"
+        n_changed = _changed_copy(gpkg, changed)
+        again = _child(url, changed, extent)
+    finally:
+        drop_database(url)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    ratio = ours["seconds"] / ogr
+    print(f"features: {n}")
+    print(f"our import:     {ours['seconds']:7.2f} s  {n / ours['seconds']:9.0f} features/s  "
+          f"peak {ours['peak_mb']:.0f} MB  (+{ours['added']} added)")
+    print(f"ogr2ogr (COPY): {ogr:7.2f} s  {n / ogr:9.0f} features/s")
+    print(f"re-import with {n_changed} parcels changed (1%): {again['seconds']:.2f} s "
+          f"({again['changed']} changed, {again['unchanged']} unchanged; "
+          f"{again['seconds'] / ours['seconds']:.0%} of the first import), peak {again['peak_mb']:.0f} MB")
+    print(f"RESULT import ratio_vs_ogr2ogr={ratio:.2f} reimport_1pct_s={again['seconds']:.2f} "
+          f"peak_mb={max(ours['peak_mb'], again['peak_mb']):.0f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--phase-import":
+        phase_import(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
+    else:
+        main()

@@ -1,0 +1,399 @@
+"""Layer versions: publish an import, roll back, diff, query as of a version, find the impact.
+
+Use cases take a session and let the caller commit. A new version is written in one
+transaction: the source is streamed into a staging table, validated, compared with the live
+features by key and content hash, and only the differences are written. Until the caller
+commits, every other session keeps seeing the previous version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .audit import record_event
+from .catalogue import LayerSpec, default_catalogue
+from .config import Settings
+from .errors import GisApprovalError, InputError, NotFoundError, PermissionDeniedError
+from .layerimport import (ImportOptions, LayerImportError, Problem, SourceReport, check_file, extract_shapefile,
+                          read_vector)
+from .layerstore import copy_rows, file_sha256, store_raster
+from .models import Layer, LayerFeature, LayerVersion, Project, User
+
+IN_FLIGHT = ("draft", "submitted", "in_review", "in_correction")
+
+
+class LayerBusyError(GisApprovalError):
+    """Another import or rollback of the same layer is under way."""
+
+
+@dataclass
+class VersionReport:
+    layer: str
+    number: int
+    version_id: int
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    features: int
+    seconds: float
+    repairs: list[Problem] = field(default_factory=list)
+    affected_project_ids: list[int] = field(default_factory=list)
+    source_crs: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "layer": self.layer, "version": self.number, "version_id": self.version_id, "added": self.added,
+            "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged,
+            "features": self.features, "seconds": round(self.seconds, 3),
+            "repairs": [str(r) for r in self.repairs], "affected_project_ids": self.affected_project_ids,
+            "source_crs": self.source_crs,
+        }
+
+
+def get_layer(session: Session, name: str) -> Layer:
+    layer = session.scalar(sa.select(Layer).where(Layer.name == name))
+    if layer is None:
+        known = ", ".join(session.scalars(sa.select(Layer.name).order_by(Layer.name)))
+        raise NotFoundError(f"no layer named {name!r}; known layers: {known}")
+    return layer
+
+
+def ensure_may_edit(actor: User | None, layer: Layer) -> None:
+    if actor is None:
+        raise PermissionDeniedError("an import needs a user")
+    if "layer_editor" not in actor.role_codes or actor.department_id != layer.department_id:
+        raise PermissionDeniedError(
+            f"only layer editors of the {layer.department.name_en} ({layer.department.code}) may change layer "
+            f"{layer.name!r}; {actor.username} may not")
+
+
+def _lock(session: Session, layer: Layer) -> None:
+    got = session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(7301, layer.id)))
+    if not got:
+        raise LayerBusyError(f"another import or rollback of layer {layer.name!r} is under way; try again when it "
+                             "has finished")
+
+
+def features_as_of(layer_id: int, number: int):
+    """A WHERE clause selecting a layer's features as they were in version ``number``."""
+    return sa.and_(LayerFeature.layer_id == layer_id, LayerFeature.valid_from <= number,
+                   sa.or_(LayerFeature.valid_to.is_(None), LayerFeature.valid_to > number))
+
+
+STAGING_DDL = """
+CREATE TEMP TABLE layer_staging (
+    feature_key text NOT NULL,
+    attrs jsonb NOT NULL,
+    content_hash text NOT NULL,
+    geom geometry NOT NULL
+) ON COMMIT DROP
+"""
+
+
+def _new_staging(session: Session) -> None:
+    session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
+    session.execute(sa.text(STAGING_DDL))
+
+
+def publish_layer_version(
+    session: Session, settings: Settings, actor: User | None, layer_name: str, source: Path,
+    source_name: str | None = None, options: ImportOptions | None = None, *, check_permission: bool = True,
+) -> VersionReport:
+    """Import ``source`` as the next version of a layer (all-or-nothing; the caller commits).
+
+    Raises LayerImportError listing every problem, LayerBusyError, PermissionDeniedError or
+    InputError; in each case nothing has been written.
+    """
+    options = options or ImportOptions()
+    source = Path(source)
+    name = source_name or source.name
+    t0 = time.perf_counter()
+    layer = get_layer(session, layer_name)
+    if check_permission:
+        ensure_may_edit(actor, layer)
+    spec = default_catalogue()[layer.name]
+    fmt = check_file(source, name, spec.kind, options.limits)
+    _lock(session, layer)
+    checksum = file_sha256(source)
+    if spec.kind == "raster":
+        return _publish_raster(session, settings, actor, layer, source, name, checksum, options, t0)
+    jur = settings.jurisdiction
+    report = SourceReport()
+    with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
+        path = source
+        if fmt == "zipped Shapefile":
+            path = extract_shapefile(source, name, Path(tmp), options.limits)
+        _new_staging(session)
+        rows = (
+            (k, a, h, g)
+            for batch in read_vector(path, name, spec, jur.srid, jur.extent, options, report)
+            for k, a, h, g in zip(batch.keys, batch.attrs_json, batch.hashes, batch.ewkb)
+        )
+        copy_rows(session, "layer_staging", ["feature_key", "attrs", "content_hash", "geom"], rows)
+    if report.features == 0 and not report.problems:
+        raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
+    dups = session.execute(sa.text(
+        "SELECT feature_key, count(*) FROM layer_staging GROUP BY feature_key HAVING count(*) > 1 "
+        "ORDER BY feature_key LIMIT 50")).all()
+    for key, n in dups:
+        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique")
+    if report.problems:
+        raise LayerImportError(layer.name, name, report.problems, report.more_problems)
+    session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+    session.execute(sa.text("ANALYZE layer_staging"))
+    result = _apply_staging(session, actor, layer, spec, name, checksum, note=None)
+    result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
+    result.seconds = time.perf_counter() - t0
+    if report.repairs:
+        version = session.get(LayerVersion, result.version_id)
+        version.note = "\n".join(str(r) for r in report.repairs[:1000])
+    return result
+
+
+def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
+                   note: str | None, event_type: str = "layer_version.published", extra: dict | None = None
+                   ) -> VersionReport:
+    """Turn the staging table into the layer's next version: write only the differences."""
+    number = (session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
+              or 0) + 1
+    version = LayerVersion(layer_id=layer.id, number=number, state="live", created_by_id=actor.id if actor else None,
+                           source_name=source_name, checksum=checksum, note=note)
+    session.add(version)
+    session.flush()
+    p = {"layer": layer.id, "v": number}
+    staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
+    closed = session.execute(sa.text(
+        """
+        WITH closed AS (
+            UPDATE layer_features f SET valid_to = :v
+            WHERE f.layer_id = :layer AND f.valid_to IS NULL
+              AND NOT EXISTS (SELECT 1 FROM layer_staging s
+                              WHERE s.feature_key = f.feature_key AND s.content_hash = f.content_hash)
+            RETURNING f.feature_key
+        )
+        SELECT count(*) AS closed,
+               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM layer_staging s WHERE s.feature_key = closed.feature_key))
+        FROM closed
+        """), p).one()
+    n_closed, n_changed = closed
+    inserted = session.execute(sa.text(
+        """
+        INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom)
+        SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom FROM layer_staging s
+        WHERE NOT EXISTS (SELECT 1 FROM layer_features f
+                          WHERE f.layer_id = :layer AND f.valid_to IS NULL AND f.feature_key = s.feature_key)
+        """), p).rowcount
+    version.count_changed = n_changed
+    version.count_removed = n_closed - n_changed
+    version.count_added = inserted - n_changed
+    version.count_unchanged = staged - inserted
+    if layer.name == "cadastre":
+        _sync_parcels(session, layer.id, number)
+    version.affected_project_ids = affected_projects(session, layer, spec, number)
+    layer.current_version_id = version.id
+    payload = {"layer": layer.name, "number": number, "source": source_name, "added": version.count_added,
+               "changed": version.count_changed, "removed": version.count_removed,
+               "unchanged": version.count_unchanged, "affected_projects": version.affected_project_ids}
+    record_event(session, actor, event_type, version, {**payload, **(extra or {})})
+    return VersionReport(layer.name, number, version.id, version.count_added, version.count_changed,
+                         version.count_removed, version.count_unchanged, staged, 0.0,
+                         affected_project_ids=list(version.affected_project_ids))
+
+
+def affected_projects(session: Session, layer: Layer, spec: LayerSpec, number: int) -> list[int]:
+    """Projects in flight whose footprints touch a feature that version ``number`` added, changed
+    or removed (old and new shapes both count), found through the spatial index in one query."""
+    rows = session.execute(sa.text(
+        """
+        SELECT DISTINCT b.project_id
+        FROM layer_features f
+        JOIN buildings b ON ST_DWithin(b.geom, f.geom, :d)
+        JOIN projects p ON p.id = b.project_id
+        WHERE f.layer_id = :layer AND (f.valid_from = :v OR f.valid_to = :v) AND p.status = ANY(:states)
+        ORDER BY b.project_id
+        """), {"layer": layer.id, "v": number, "d": spec.impact_distance_m, "states": list(IN_FLIGHT)}).scalars()
+    return list(rows)
+
+
+def _sync_parcels(session: Session, layer_id: int, number: int) -> None:
+    """Keep the parcels table equal to the cadastre's live version (set-based)."""
+    session.execute(sa.text(
+        """
+        UPDATE parcels p SET is_retired = true
+        WHERE NOT p.is_retired AND NOT EXISTS (
+            SELECT 1 FROM layer_features f WHERE f.layer_id = :layer AND f.valid_to IS NULL
+              AND f.feature_key = p.parcel_code)
+        """), {"layer": layer_id})
+    session.execute(sa.text(
+        """
+        INSERT INTO parcels (parcel_code, holder, land_use, area_m2, geom, is_retired)
+        SELECT f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, false
+        FROM layer_features f
+        WHERE f.layer_id = :layer AND f.valid_from = :v
+        ON CONFLICT (parcel_code) DO UPDATE SET holder = EXCLUDED.holder, land_use = EXCLUDED.land_use,
+            area_m2 = EXCLUDED.area_m2, geom = EXCLUDED.geom, is_retired = false
+        """), {"layer": layer_id, "v": number})
+
+
+def _publish_raster(session, settings, actor, layer, source, name, checksum, options, t0) -> VersionReport:
+    from .rasters import normalise_raster
+
+    with tempfile.TemporaryDirectory(prefix="gisapproval-raster-") as tmp:
+        normalised, source_crs = normalise_raster(source, name, Path(tmp), settings.jurisdiction, options.crs)
+        stored, digest = store_raster(settings.home / "rasters", normalised)
+    number = (session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
+              or 0) + 1
+    version = LayerVersion(layer_id=layer.id, number=number, state="live", created_by_id=actor.id if actor else None,
+                           source_name=name, checksum=checksum, raster_path=str(stored), count_added=1)
+    session.add(version)
+    session.flush()
+    layer.current_version_id = version.id
+    record_event(session, actor, "layer_version.published", version,
+                 {"layer": layer.name, "number": number, "source": name, "stored_sha256": digest})
+    return VersionReport(layer.name, number, version.id, 1, 0, 0, 0, 1, time.perf_counter() - t0,
+                         source_crs=source_crs)
+
+
+def record_refused_import(session: Session, actor: User | None, layer_name: str, source_name: str,
+                          error: GisApprovalError) -> None:
+    """Audit a refused import (in its own transaction: the import's was rolled back)."""
+    problems = [str(p) for p in getattr(error, "problems", [])][:50] or [str(error)]
+    layer = session.scalar(sa.select(Layer).where(Layer.name == layer_name))
+    record_event(session, actor, "layer_import.refused", ("layers", layer.id if layer else layer_name),
+                 {"layer": layer_name, "source": source_name, "problems": problems,
+                  "more": getattr(error, "more", 0)})
+
+
+def rollback_layer(session: Session, actor: User | None, layer_name: str, to_number: int, *,
+                   check_permission: bool = True) -> VersionReport:
+    """Publish version ``to_number``'s content as a new version (history is kept)."""
+    t0 = time.perf_counter()
+    layer = get_layer(session, layer_name)
+    if check_permission:
+        ensure_may_edit(actor, layer)
+    spec = default_catalogue()[layer.name]
+    if spec.kind != "vector":
+        raise InputError("rolling back a raster layer is publishing its earlier file again; import it", where=layer_name)
+    target = session.scalar(sa.select(LayerVersion).where(LayerVersion.layer_id == layer.id,
+                                                          LayerVersion.number == to_number))
+    if target is None:
+        raise NotFoundError(f"layer {layer_name!r} has no version {to_number}")
+    _lock(session, layer)
+    _new_staging(session)
+    session.execute(sa.text(
+        "INSERT INTO layer_staging (feature_key, attrs, content_hash, geom) "
+        "SELECT feature_key, attrs, content_hash, geom FROM layer_features "
+        "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
+        {"layer": layer.id, "n": to_number})
+    session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+    result = _apply_staging(session, actor, layer, spec, f"rollback to version {to_number}", target.checksum,
+                            note=f"content of version {to_number}", event_type="layer_version.rolled_back",
+                            extra={"to_version": to_number})
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def list_versions(session: Session, layer_name: str) -> list[LayerVersion]:
+    layer = get_layer(session, layer_name)
+    return list(session.scalars(sa.select(LayerVersion).where(LayerVersion.layer_id == layer.id)
+                                .order_by(LayerVersion.number.desc())))
+
+
+@dataclass
+class Diff:
+    layer: str
+    from_number: int
+    to_number: int
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed)}
+
+
+DIFF_SQL = """
+WITH a AS (SELECT id, feature_key, content_hash, geom FROM layer_features
+           WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)),
+     b AS (SELECT id, feature_key, content_hash, geom FROM layer_features
+           WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
+SELECT coalesce(a.feature_key, b.feature_key) AS key,
+       CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind
+       {geom}
+FROM a FULL JOIN b ON a.feature_key = b.feature_key
+WHERE a.id IS NULL OR b.id IS NULL OR a.content_hash <> b.content_hash
+ORDER BY key
+"""
+
+
+def _versions_for_diff(session, layer_name, a, b):
+    layer = get_layer(session, layer_name)
+    numbers = set(session.scalars(sa.select(LayerVersion.number).where(LayerVersion.layer_id == layer.id)))
+    for n in (a, b):
+        if n not in numbers:
+            raise NotFoundError(f"layer {layer_name!r} has no version {n}")
+    return layer
+
+
+def diff_versions(session: Session, layer_name: str, a: int, b: int) -> Diff:
+    layer = _versions_for_diff(session, layer_name, a, b)
+    rows = session.execute(sa.text(DIFF_SQL.format(geom="")), {"layer": layer.id, "a": a, "b": b}).all()
+    out: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+    for key, kind in rows:
+        out[kind].append(key)
+    return Diff(layer_name, a, b, out["added"], out["removed"], out["changed"])
+
+
+def diff_geojson(session: Session, layer_name: str, a: int, b: int, limit: int = 20000) -> dict:
+    """The changed features between two versions as GeoJSON (EPSG:4326), kind in properties."""
+    layer = _versions_for_diff(session, layer_name, a, b)
+    geom = (", ST_AsGeoJSON(ST_Transform(coalesce(b.geom, a.geom), 4326), 7)::json AS g,"
+            " CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL THEN ST_AsGeoJSON(ST_Transform(a.geom, 4326), 7)::json"
+            " END AS old_g")
+    rows = session.execute(sa.text(DIFF_SQL.format(geom=geom) + " LIMIT :limit"),
+                           {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
+    features = []
+    for key, kind, g, old in rows:
+        features.append({"type": "Feature", "geometry": g, "properties": {"key": key, "kind": kind}})
+        if old is not None:
+            features.append({"type": "Feature", "geometry": old, "properties": {"key": key, "kind": "changed_before"}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def version_as_of(session: Session, layer_name: str, when: dt.datetime) -> int | None:
+    """The number of the version that was live at ``when``."""
+    layer = get_layer(session, layer_name)
+    return session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(
+        LayerVersion.layer_id == layer.id, LayerVersion.state == "live", LayerVersion.created_at <= when))
+
+
+def in_flight_projects(session: Session) -> sa.Select:
+    return sa.select(Project.id).where(Project.status.in_(IN_FLIGHT))
+
+
+def save_upload(stream, filename: str, limit_bytes: int) -> Path:
+    """Write an uploaded stream to a temporary file, refusing one larger than ``limit_bytes``."""
+    safe = Path(filename or "upload").name
+    tmpdir = Path(tempfile.mkdtemp(prefix="gisapproval-upload-"))
+    target = tmpdir / safe
+    written = 0
+    try:
+        with open(target, "wb") as out:
+            while chunk := stream.read(1 << 20):
+                written += len(chunk)
+                if written > limit_bytes:
+                    raise InputError(f"the upload is larger than the {limit_bytes / 1e6:.0f} MB allowed", where=safe)
+                out.write(chunk)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return target
