@@ -102,3 +102,41 @@ def authenticate(session: Session, username: str, password: str) -> User:
 def get_user(session: Session, user_id: int) -> User | None:
     user = session.get(User, user_id)
     return user if user is not None and user.is_active else None
+
+
+def create_api_token(session: Session, actor: User, user: User, name: str) -> str:
+    """A new bearer token for ``user``; returns it (only its hash is kept). The caller commits."""
+    import secrets
+
+    from .models import ApiToken
+
+    if actor.id != user.id and "admin" not in actor.role_codes:
+        from .errors import PermissionDeniedError
+
+        raise PermissionDeniedError("only an administrator may create a token for another user")
+    name = name.strip()[:100]
+    if not name:
+        raise InputError("a token needs a name saying what uses it", where="name")
+    token = "gat_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, name=name, token_hash=_token_hash(token)))
+    session.flush()
+    record_event(session, actor, "api_token.created", ("users", user.id), {"name": name})
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user a bearer token belongs to, or None (unknown, revoked, user inactive)."""
+    from .models import ApiToken, utcnow
+
+    row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _token_hash(token),
+                                                   ApiToken.revoked_at.is_(None)))
+    if row is None or not row.user.is_active:
+        return None
+    row.last_used_at = utcnow()
+    return row.user
+
+
+def _token_hash(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()

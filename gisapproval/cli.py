@@ -260,6 +260,28 @@ def layer_rollback(layer_name, version, username) -> None:
                f"{r.changed} changed, {r.removed} removed")
 
 
+# --- API tokens -------------------------------------------------------------------------
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for machine clients of the JSON API."""
+
+
+@token.command("create")
+@click.option("--user", "username", required=True)
+@click.option("--name", required=True, help="what uses the token, e.g. 'QGIS at the land bureau'")
+def token_create(username, name) -> None:
+    """Create a token for USER and print it (it is shown only this once)."""
+    from .accounts import create_api_token
+
+    settings, engine, scope = _session_scope()
+    with scope as session:
+        user = _actor(session, username)
+        value = create_api_token(session, user, user, name)
+    engine.dispose()
+    click.echo(value)
+
+
 # --- serving --------------------------------------------------------------------------
 
 def _port_free(host: str, port: int) -> bool:

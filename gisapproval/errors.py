@@ -40,3 +40,7 @@ class AuthenticationError(GisApprovalError):
 
 class InputError(GisApprovalError):
     """Bad input: a file, a feature, a field or a value is wrong."""
+
+
+class ConflictError(GisApprovalError):
+    """Someone else changed the same thing first (a concurrent decision, a stale form)."""

@@ -327,3 +327,24 @@ class Event(Base):
     subject_id: Mapped[str | None] = mapped_column(sa.String(64))
     project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiToken(Base):
+    """A machine client's bearer token. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+# --- workflow models (issue 5: intake, decisions, clocks, calendar) go below this line ---
+
+
+# --- check models (issue 4: rule runs, overrides, re-checks) go below this line ---

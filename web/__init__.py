@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 
 from flask import Flask, g
@@ -14,12 +15,16 @@ from sqlalchemy.exc import OperationalError
 from gisapproval.config import database_url, load_settings
 from gisapproval.errors import DatabaseUnavailableError
 
+# The areas of the front, each a module with ``init_app(app)`` that registers its blueprints
+# (HTML and API), navigation entries and messages. A new area adds its module name here.
+AREAS = ("auth", "pages")
+
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # uploads are zipped shapefiles / GeoPackages of footprints
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app. ``test_config`` overrides any setting (tests pass DATABASE_URL, SECRET_KEY...)."""
-    from . import auth, db, i18n, pages, security
+    from . import api, db, i18n, nav, security
 
     test_config = dict(test_config or {})
     settings = load_settings()
@@ -43,8 +48,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app, app.config["DATABASE_URL"], settings)
     security.init_app(app)
     i18n.init_app(app)
-    auth.init_app(app)
-    app.register_blueprint(pages.bp)
+    nav.init_app(app)
+    api.init_app(app)
+    for name in AREAS:
+        importlib.import_module(f"{__name__}.{name}").init_app(app)
+    from . import pages
+
     _register_error_pages(app, pages)
 
     @app.context_processor
@@ -55,7 +64,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_error_pages(app: Flask, pages) -> None:
-    for code in (400, 403, 404, 405, 413):
+    for code in (400, 401, 403, 404, 405, 409, 413, 422):
         app.register_error_handler(code, pages.error_page(code))
 
     def unavailable(exc):

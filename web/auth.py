@@ -145,9 +145,37 @@ def no_store_for_users(response):
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    _init_api(app)
     app.after_request(no_store_for_users)
 
     @app.context_processor
     def inject_user():
         # formdata=None: the header's form never reads the request (it may be an oversized one being refused)
         return {"current_user": current_user(), "logout_form": LogoutForm(formdata=None)}
+
+
+# --- the API's view of the current user -------------------------------------------------
+
+def _init_api(app) -> None:
+    from marshmallow import Schema, fields
+
+    from . import api
+
+    blp = api.ApiBlueprint("me", __name__, url_prefix="/api", description="The calling user")
+
+    class MeSchema(Schema):
+        username = fields.String(required=True)
+        display_name = fields.String(required=True)
+        roles = fields.List(fields.String(), required=True)
+        department = fields.String(allow_none=True)
+
+    @blp.route("/me")
+    @blp.response(200, MeSchema)
+    @api.api_login_required()
+    def me():
+        """Who the token or session belongs to."""
+        user = api.api_user()
+        return {"username": user.username, "display_name": user.display_name, "roles": sorted(user.role_codes),
+                "department": user.department.code if user.department else None}
+
+    api.register(app, blp)

@@ -99,6 +99,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error_title": {"zh": "出错了", "en": "Something went wrong"},
     "error_400": {"zh": "请求无效或表单已过期，请返回刷新页面后重试。",
                   "en": "Bad request, or the form has expired. Go back, reload the page and try again."},
+    "error_401": {"zh": "请先登录。", "en": "Please log in first."},
+    "error_409": {"zh": "操作冲突：他人已先行处理，请刷新后重试。",
+                  "en": "Conflict: someone else acted first. Reload and try again."},
+    "error_422": {"zh": "提交的内容有误。", "en": "The submitted input is not valid."},
     "error_403": {"zh": "您的角色无权访问此页面。", "en": "Your role may not open this page."},
     "error_404": {"zh": "页面不存在。", "en": "This page does not exist."},
     "error_405": {"zh": "不支持此请求方式。", "en": "This request method is not allowed here."},
@@ -107,6 +111,18 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error_503": {"zh": "数据库暂时无法访问，请稍后重试。", "en": "The database is unavailable. Please try again later."},
     "back_home": {"zh": "返回首页", "en": "Back to the home page"},
 }
+
+
+def register(messages: dict[str, dict[str, str]]) -> None:
+    """Add a blueprint's own messages to the catalogue. Each area keeps its messages beside its
+    views; a key defined twice, or lacking a language, is an error at start-up."""
+    for key, texts in messages.items():
+        if key in MESSAGES and MESSAGES[key] != texts:
+            raise KeyError(f"message {key!r} is defined twice")
+        missing = set(LANGUAGES) - set(texts)
+        if missing:
+            raise KeyError(f"message {key!r} lacks {', '.join(sorted(missing))}")
+        MESSAGES[key] = texts
 
 
 def get_language() -> str:

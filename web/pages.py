@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, redirect, render_template, url_for
 
 from gisapproval.db import check_connection
-from gisapproval.errors import DatabaseUnavailableError
+from gisapproval.errors import DatabaseUnavailableError, GisApprovalError
 
-from . import mapdata, mapview
+from . import mapdata, mapview, nav
 from .auth import current_user, login_required
 from .db import app_state, get_db
 from .i18n import gettext as _
@@ -62,7 +62,19 @@ def healthz():
 
 
 def error_page(code: int):
+    """An HTML error page; a platform error (GisApprovalError) adds its own message, which
+    says what is wrong and where."""
+
     def handler(exc):
-        return render_template("error.html", code=code, message=_(f"error_{code}")), code
+        detail = getattr(exc, "message", None) if isinstance(exc, GisApprovalError) else None
+        where = getattr(exc, "where", None) if detail else None
+        return render_template("error.html", code=code, message=_(f"error_{code}"), detail=detail,
+                               where=where), code
 
     return handler
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    nav.add(app, "pages.home", "nav_home", order=0, public=True)
+    nav.add(app, "pages.map_view", "nav_map", order=10)
