@@ -66,7 +66,12 @@ def _prepare_db(settings, extent):
     from gisapproval.accounts import sync_departments
     from gisapproval.catalogue import default_catalogue
     from gisapproval.config import database_url
-    from gisapproval.db import ensure_database, make_engine, make_session_factory, session_scope
+    from gisapproval.db import (
+        ensure_database,
+        make_engine,
+        make_session_factory,
+        session_scope,
+    )
     from gisapproval.layerstore import register_layers
 
     url = database_url(settings, f"gisapproval_bench_import_{os.getpid()}")
@@ -154,10 +159,12 @@ def main() -> None:
     print(f"features: {n}")
     print(f"our import:     {ours['seconds']:7.2f} s  {n / ours['seconds']:9.0f} features/s  "
           f"peak {ours['peak_mb']:.0f} MB  (+{ours['added']} added)")
+    print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in ours.get("timings", {}).items()))
     print(f"ogr2ogr (COPY): {ogr:7.2f} s  {n / ogr:9.0f} features/s")
     print(f"re-import with {n_changed} parcels changed (1%): {again['seconds']:.2f} s "
           f"({again['changed']} changed, {again['unchanged']} unchanged; "
           f"{again['seconds'] / ours['seconds']:.0%} of the first import), peak {again['peak_mb']:.0f} MB")
+    print("  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in again.get("timings", {}).items()))
     print(f"RESULT import ratio_vs_ogr2ogr={ratio:.2f} reimport_1pct_s={again['seconds']:.2f} "
           f"peak_mb={max(ours['peak_mb'], again['peak_mb']):.0f}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -10,6 +11,7 @@ from pathlib import Path
 from .config import LAYERS_DIR
 from .errors import ConfigurationError
 
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 ATTRIBUTE_TYPES = {"str": str, "int": int, "float": float}
 GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
 
@@ -44,6 +46,9 @@ def _spec(entry: dict, index: int, where: str, departments: set[str] | None) -> 
         raise ConfigurationError(f"unknown department {entry['department']!r}", where=label)
     attributes = dict(entry.get("attributes", {}))
     for attr, typ in attributes.items():
+        if not IDENTIFIER.fullmatch(attr):
+            raise ConfigurationError(f"attribute name {attr!r} must be letters, digits and '_' (not first a digit)",
+                                     where=label)
         if typ not in ATTRIBUTE_TYPES:
             raise ConfigurationError(f"attribute {attr!r} has unknown type {typ!r} (str, int, float)", where=label)
     allowed = {k: tuple(v) for k, v in entry.get("allowed", {}).items()}

@@ -1,15 +1,17 @@
 """Reading and validating a layer source before anything in the database changes.
 
 Vector sources (GeoPackage, GeoJSON, zipped Shapefile) are streamed in Arrow batches through
-pyogrio, so memory stays bounded whatever the file's size. Each batch is normalised once —
-reprojected to the storage CRS, promoted to the layer's geometry type, validated — and
-handed on as rows ready for COPY. Every problem is reported with the feature's key (or its
-position) and the field; nothing is written while any problem remains.
+pyogrio, so memory stays bounded whatever the file's size. Each batch is checked column by
+column (Arrow compute and shapely's vectorised predicates; a Python loop runs only over the
+rows of a column that needs one, to name each bad value) and handed on as an Arrow table —
+key, typed attributes, geometry as hex WKB — that COPY reads as CSV. Every problem is
+reported with the feature's key (or its position) and the field; nothing is written while any
+problem remains.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -17,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyogrio
 import shapely
 from pyproj import CRS, Transformer
@@ -24,7 +29,6 @@ from pyproj.exceptions import CRSError
 
 from .catalogue import LayerSpec
 from .errors import InputError
-from .layerstore import content_hash, ewkb_hex, to_multi
 
 MAX_REPORTED_PROBLEMS = 200
 ACCEPTED_TYPES = {
@@ -59,6 +63,11 @@ class ImportOptions:
 class Problem:
     where: str
     message: str
+    feature: str | None = None  # the feature's key (or "#position") when the problem is one feature's
+    field: str | None = None  # the attribute field when the problem is one field's
+
+    def as_dict(self) -> dict:
+        return {"where": self.where, "feature": self.feature, "field": self.field, "message": self.message}
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -76,10 +85,20 @@ class LayerImportError(InputError):
 
 @dataclass
 class Batch:
-    keys: list[str]
-    attrs_json: list[str]
-    hashes: list[str]
-    ewkb: np.ndarray
+    """Valid rows of one source batch: feature_key, the attributes in catalogue order (typed),
+    and geom (hex WKB; SRID and multi type are set in SQL)."""
+
+    table: pa.Table
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    def csv(self) -> bytes:
+        """The rows as CSV for ``COPY ... (FORMAT csv)`` (no header; strings quoted)."""
+        buf = io.BytesIO()
+        pacsv.write_csv(self.table, buf, pacsv.WriteOptions(include_header=False))
+        return buf.getvalue()
 
 
 @dataclass
@@ -90,9 +109,9 @@ class SourceReport:
     more_problems: int = 0
     source_crs: str | None = None
 
-    def problem(self, where: str, message: str) -> None:
+    def problem(self, where: str, message: str, feature: str | None = None, field: str | None = None) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
-            self.problems.append(Problem(where, message))
+            self.problems.append(Problem(where, message, feature, field))
         else:
             self.more_problems += 1
 
@@ -298,51 +317,81 @@ def match_fields(attributes, fields: list[str]) -> dict[str, str]:
     return out
 
 
+ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
+
+
+def _fast_column(col: pa.Array, typ: str) -> pa.Array | None:
+    """The column cast to the catalogue's type when every value is certainly good, else None
+    (then the slow path names each bad value)."""
+    if col.null_count:
+        return None
+    t = col.type
+    if typ == "str" and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        out = pc.utf8_trim_whitespace(col).cast(pa.string())
+        return None if pc.any(pc.equal(pc.utf8_length(out), 0)).as_py() else out
+    if typ == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        out = col.cast(pa.float64())
+        return out if pc.all(pc.is_finite(out)).as_py() in (True, None) else None
+    if typ == "int" and pa.types.is_integer(t):
+        return col.cast(pa.int64())
+    return None
+
+
 def _batch(rb, mapping, geom_col, start, name, spec, srid, extent, transformer, accepted, options, report) -> Batch:
     n = rb.num_rows
-    columns = {a: rb.column(mapping[a]).to_pylist() for a in spec.attributes}
-    wkb = rb.column(geom_col).to_numpy(zero_copy_only=False)
-    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
-    geoms = shapely.force_2d(geoms)
+    good = np.ones(n, dtype=bool)
+    raw_keys = rb.column(mapping[spec.feature_key])
+    key_cache: list[str] | None = None
+
+    def key_at(i: int) -> str:
+        nonlocal key_cache
+        if key_cache is None:
+            key_cache = [str(v).strip() if v is not None else "" for v in raw_keys.to_pylist()]
+        return key_cache[i] or f"#{start + i + 1}"
+
+    columns: dict[str, pa.Array] = {}
+    for attr, typ in spec.attributes.items():
+        col = rb.column(mapping[attr])
+        fast = _fast_column(col, typ)
+        if fast is None:  # name every bad value of this column
+            values = []
+            for i, value in enumerate(col.to_pylist()):
+                try:
+                    values.append(_cast(value, typ))
+                except ValueError as exc:
+                    report.problem(f"{_label(name, key_at(i), start + i)}, field {attr!r}", f"value {exc}",
+                                   key_at(i), attr)
+                    good[i] = False
+                    values.append(None)
+            fast = pa.array(values, type=ARROW_TYPES[typ])
+        allowed = spec.allowed.get(attr)
+        if allowed:
+            inside = pc.fill_null(pc.is_in(fast, value_set=pa.array(allowed, type=ARROW_TYPES[typ])), True)
+            for i in np.flatnonzero(~inside.to_numpy(zero_copy_only=False)):
+                value = fast[i].as_py()
+                report.problem(f"{_label(name, key_at(i), start + i)}, field {attr!r}",
+                               f"value {value!r} is not one of {', '.join(map(str, allowed))}", key_at(i), attr)
+                good[i] = False
+        columns[attr] = fast
+    # geometry checks, vectorised
+    wkb = rb.column(geom_col)
+    geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False), on_invalid="ignore")
+    changed = transformer is not None
     if transformer is not None:
         geoms = shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
-    keys: list[str] = []
-    attrs_json: list[str] = []
-    good = np.ones(n, dtype=bool)
-    key_field = spec.feature_key
-    for i in range(n):
-        raw_key = columns[key_field][i]
-        key = str(raw_key).strip() if raw_key is not None else ""
-        label = f"{name}: feature {key!r}" if key else f"{name}: feature #{start + i + 1}"
-        record = {}
-        for attr, typ in spec.attributes.items():
-            try:
-                record[attr] = _cast(columns[attr][i], typ)
-            except ValueError as exc:
-                report.problem(f"{label}, field {attr!r}", f"value {exc}")
-                good[i] = False
-                continue
-            allowed = spec.allowed.get(attr)
-            if allowed and record[attr] not in allowed:
-                report.problem(f"{label}, field {attr!r}",
-                               f"value {record[attr]!r} is not one of {', '.join(map(str, allowed))}")
-                good[i] = False
-        keys.append(key or f"#{start + i + 1}")
-        attrs_json.append(json.dumps(record, ensure_ascii=False, sort_keys=True))
-    # geometry checks, vectorised where shapely allows
     missing = shapely.is_missing(geoms)
     empty = ~missing & shapely.is_empty(geoms)
     types = shapely.get_type_id(geoms)
     type_names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",
                            "MultiPolygon", "GeometryCollection"])
     for i in np.flatnonzero(missing | empty):
-        report.problem(_label(name, keys[i], start + i), "empty geometry" if empty[i] else "no geometry")
+        _geom_problem(report, name, key_at(i), start + i, "empty geometry" if empty[i] else "no geometry")
         good[i] = False
     present = ~(missing | empty)
     wrong = present & ~np.isin(type_names[np.clip(types, 0, 7)], list(accepted))
     for i in np.flatnonzero(wrong):
-        report.problem(_label(name, keys[i], start + i),
-                       f"geometry is a {type_names[types[i]]}, the layer takes {spec.geometry_type}")
+        _geom_problem(report, name, key_at(i), start + i,
+                      f"geometry is a {type_names[types[i]]}, the layer takes {spec.geometry_type}")
         good[i] = False
     check = present & ~wrong
     valid = np.ones(n, dtype=bool)
@@ -352,32 +401,42 @@ def _batch(rb, mapping, geom_col, start, name, spec, srid, extent, transformer, 
         if options.repair:
             fixed = _fix(geoms[i], accepted)
             if fixed is None or fixed.is_empty:
-                report.problem(_label(name, keys[i], start + i), f"invalid geometry ({reason}) and repair left nothing")
+                _geom_problem(report, name, key_at(i), start + i, f"invalid geometry ({reason}) and repair left nothing")
                 good[i] = False
             else:
                 geoms[i] = fixed
-                report.repairs.append(Problem(_label(name, keys[i], start + i), f"repaired: {reason}"))
+                changed = True
+                report.repairs.append(Problem(_label(name, key_at(i), start + i), f"repaired: {reason}", key_at(i),
+                                              "geometry"))
         else:
-            report.problem(_label(name, keys[i], start + i),
-                           f"invalid geometry: {reason} (import with the repair option to fix it with make_valid)")
+            _geom_problem(report, name, key_at(i), start + i,
+                          f"invalid geometry: {reason} (import with the repair option to fix it with make_valid)")
             good[i] = False
-    inside = np.ones(n, dtype=bool)
     ok = check & good
     if ok.any():
         b = shapely.bounds(geoms[ok])
+        inside = np.ones(n, dtype=bool)
         inside[ok] = (b[:, 0] >= extent[0]) & (b[:, 1] >= extent[1]) & (b[:, 2] <= extent[2]) & (b[:, 3] <= extent[3])
-    for i in np.flatnonzero(ok & ~inside):
-        x0, y0, x1, y1 = shapely.bounds(geoms[i])
-        report.problem(_label(name, keys[i], start + i),
-                       f"lies outside the jurisdiction (bounds {x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f} in EPSG:{srid})")
-        good[i] = False
-    idx = np.flatnonzero(good)
-    geoms_ok = to_multi(geoms[idx], spec.geometry_type) if len(idx) else geoms[idx]
-    hexes = ewkb_hex(geoms_ok, srid) if len(idx) else np.array([], dtype=object)
-    out_keys = [keys[i] for i in idx]
-    out_attrs = [attrs_json[i] for i in idx]
-    return Batch(out_keys, out_attrs, [content_hash(h, a) for h, a in zip(hexes, out_attrs)], hexes)
+        for i in np.flatnonzero(ok & ~inside):
+            x0, y0, x1, y1 = shapely.bounds(geoms[i])
+            _geom_problem(report, name, key_at(i), start + i,
+                          f"lies outside the jurisdiction (bounds {x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f} in EPSG:{srid})")
+            good[i] = False
+    mask = pa.array(good)
+    if changed:  # reprojected or repaired: encode the new shapes
+        hexes = shapely.to_wkb(geoms[good], hex=True, output_dimension=2)
+        geom_hex = pa.array(hexes, type=pa.string())
+    else:  # the source's own WKB, untouched
+        geom_hex = pa.array([b.hex() for b in pc.filter(wkb, mask).to_pylist()], type=pa.string())
+    table = pa.table({"feature_key": pc.filter(columns[spec.feature_key], mask).cast(pa.string()),
+                      **{f"a{j}": pc.filter(columns[a], mask) for j, a in enumerate(spec.attributes)},
+                      "geom": geom_hex})
+    return Batch(table)
 
 
 def _label(name: str, key: str, position: int) -> str:
     return f"{name}: feature {key!r}" if not key.startswith("#") else f"{name}: feature #{position + 1}"
+
+
+def _geom_problem(report: SourceReport, name: str, key: str, position: int, message: str) -> None:
+    report.problem(_label(name, key, position), message, key, "geometry")

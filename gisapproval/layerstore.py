@@ -1,14 +1,14 @@
 """Writing layers and their versions into the shared database.
 
-Features are written with PostgreSQL COPY (no row-by-row INSERT). Each feature carries the
-range of versions in which it is valid ([valid_from, valid_to), NULL = still valid).
+Features reach the database by PostgreSQL COPY (layerversions._stage_source; no row-by-row
+INSERT). Each feature carries the range of versions in which it is valid ([valid_from,
+valid_to), NULL = still valid).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +21,6 @@ from .catalogue import LayerSpec
 from .models import Department, Layer
 
 
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
-    """COPY rows into ``table`` inside the session's transaction; returns the row count."""
-    conn = session.connection().connection.driver_connection
-    cols = ", ".join(columns)
-    n = 0
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-            n += 1
-    return n
-
-
 def to_multi(geoms: np.ndarray, geometry_type: str) -> np.ndarray:
     """Promote single parts to the layer's multi type (Polygon -> MultiPolygon, ...)."""
     if not geometry_type.startswith("Multi"):
@@ -41,14 +29,6 @@ def to_multi(geoms: np.ndarray, geometry_type: str) -> np.ndarray:
     build = {"MultiPolygon": shapely.multipolygons, "MultiLineString": shapely.multilinestrings,
              "MultiPoint": shapely.multipoints}[geometry_type]
     return build(parts, indices=index)
-
-
-def ewkb_hex(geoms: np.ndarray, srid: int) -> np.ndarray:
-    return shapely.to_wkb(shapely.set_srid(geoms, srid), hex=True, include_srid=True, output_dimension=2)
-
-
-def content_hash(wkb_hex: str, attrs_json: str) -> str:
-    return hashlib.sha256(wkb_hex.encode() + b"|" + attrs_json.encode()).hexdigest()
 
 
 def register_layers(session: Session, specs: dict[str, LayerSpec], coverage, srid: int) -> dict[str, Layer]:

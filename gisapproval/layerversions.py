@@ -1,9 +1,12 @@
 """Layer versions: publish an import, roll back, diff, query as of a version, find the impact.
 
 Use cases take a session and let the caller commit. A new version is written in one
-transaction: the source is streamed into a staging table, validated, compared with the live
-features by key and content hash, and only the differences are written. Until the caller
-commits, every other session keeps seeing the previous version.
+transaction: the source is validated while it streams, batch by batch, into a temporary table
+by COPY (CSV); attributes (jsonb), the stored geometry and the content hash are computed in
+the database; the new content is compared with the live features by key and content hash and
+only the differences are written (set-based; a first import of an empty layer inserts straight
+from the copied rows). Until the caller commits, every other session keeps seeing the previous
+version. ``VersionReport.timings`` tells where an import's time went.
 """
 
 from __future__ import annotations
@@ -22,10 +25,17 @@ from .audit import record_event
 from .catalogue import LayerSpec, default_catalogue
 from .config import Settings
 from .errors import GisApprovalError, InputError, NotFoundError, PermissionDeniedError
-from .layerimport import (ImportOptions, LayerImportError, Problem, SourceReport, check_file, extract_shapefile,
-                          read_vector)
-from .layerstore import copy_rows, file_sha256, store_raster
-from .models import Layer, LayerFeature, LayerVersion, Project, User
+from .layerimport import (
+    ImportOptions,
+    LayerImportError,
+    Problem,
+    SourceReport,
+    check_file,
+    extract_shapefile,
+    read_vector,
+)
+from .layerstore import file_sha256, store_raster
+from .models import SRID, Layer, LayerFeature, LayerVersion, Project, User
 
 IN_FLIGHT = ("draft", "submitted", "in_review", "in_correction")
 
@@ -48,6 +58,8 @@ class VersionReport:
     repairs: list[Problem] = field(default_factory=list)
     affected_project_ids: list[int] = field(default_factory=list)
     source_crs: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase of the import
+    recheck_run_ids: list[int] = field(default_factory=list)  # the re-check runs of the affected projects
 
     def as_dict(self) -> dict:
         return {
@@ -55,7 +67,8 @@ class VersionReport:
             "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged,
             "features": self.features, "seconds": round(self.seconds, 3),
             "repairs": [str(r) for r in self.repairs], "affected_project_ids": self.affected_project_ids,
-            "source_crs": self.source_crs,
+            "source_crs": self.source_crs, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "recheck_run_ids": self.recheck_run_ids,
         }
 
 
@@ -67,10 +80,15 @@ def get_layer(session: Session, name: str) -> Layer:
     return layer
 
 
+def may_edit(actor: User | None, layer: Layer) -> bool:
+    """Whether ``actor`` may import into or roll back ``layer`` (a layer editor of its department)."""
+    return actor is not None and "layer_editor" in actor.role_codes and actor.department_id == layer.department_id
+
+
 def ensure_may_edit(actor: User | None, layer: Layer) -> None:
     if actor is None:
         raise PermissionDeniedError("an import needs a user")
-    if "layer_editor" not in actor.role_codes or actor.department_id != layer.department_id:
+    if not may_edit(actor, layer):
         raise PermissionDeniedError(
             f"only layer editors of the {layer.department.name_en} ({layer.department.code}) may change layer "
             f"{layer.name!r}; {actor.username} may not")
@@ -99,9 +117,49 @@ CREATE TEMP TABLE layer_staging (
 """
 
 
+STAGED_FEATURES = "SELECT feature_key, attrs, content_hash, geom FROM layer_staging"
+
+
 def _new_staging(session: Session) -> None:
     session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
     session.execute(sa.text(STAGING_DDL))
+
+
+PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision"}
+# A feature's content: its geometry and attributes as stored. jsonb's text form is canonical
+# (keys ordered), so equal content hashes equal, whatever the source's column order.
+CONTENT_HASH_SQL = "encode(sha256(ST_AsEWKB(geom) || convert_to(attrs::text, 'UTF8')), 'hex')"
+
+
+def _copy_source(session: Session, spec: LayerSpec, batches) -> None:
+    """COPY the source's valid rows (CSV, one write per batch) into the temporary ``layer_raw``."""
+    session.execute(sa.text("DROP TABLE IF EXISTS layer_raw"))
+    attrs = list(spec.attributes)
+    cols = ", ".join(f"a{j} {PG_TYPES[spec.attributes[a]]}" for j, a in enumerate(attrs))
+    session.execute(sa.text(f"CREATE TEMP TABLE layer_raw (feature_key text NOT NULL, {cols}, geom geometry NOT NULL)"
+                            " ON COMMIT DROP"))
+    names = ", ".join(["feature_key", *(f"a{j}" for j in range(len(attrs))), "geom"])
+    conn = session.connection().connection.driver_connection
+    with conn.cursor() as cur, cur.copy(f"COPY layer_raw ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+        for batch in batches:
+            if batch.num_rows:
+                copy.write(batch.csv())
+
+
+def _raw_features_sql(spec: LayerSpec, srid: int) -> str:
+    """``layer_raw`` as features: attributes as jsonb, the geometry in the storage SRID and the
+    layer's (multi) type, the content hash — computed in the database, set-based."""
+    pairs = ", ".join(f"'{a}', r.a{j}" for j, a in enumerate(spec.attributes))  # names checked by the catalogue
+    geom = f"ST_SetSRID(ST_Force2D(r.geom), {int(srid)})"
+    if (spec.geometry_type or "").startswith("Multi"):
+        geom = f"ST_Multi({geom})"
+    return (f"SELECT feature_key, attrs, {CONTENT_HASH_SQL} AS content_hash, geom FROM ("
+            f"SELECT r.feature_key, jsonb_build_object({pairs}) AS attrs, {geom} AS geom FROM layer_raw r) s")
+
+
+def _has_live_features(session: Session, layer: Layer) -> bool:
+    return session.scalar(sa.select(sa.exists().where(LayerFeature.layer_id == layer.id,
+                                                      LayerFeature.valid_to.is_(None))))
 
 
 def publish_layer_version(
@@ -132,25 +190,29 @@ def publish_layer_version(
         path = source
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
-        _new_staging(session)
-        rows = (
-            (k, a, h, g)
-            for batch in read_vector(path, name, spec, jur.srid, jur.extent, options, report)
-            for k, a, h, g in zip(batch.keys, batch.attrs_json, batch.hashes, batch.ewkb)
-        )
-        copy_rows(session, "layer_staging", ["feature_key", "attrs", "content_hash", "geom"], rows)
+        _copy_source(session, spec, read_vector(path, name, spec, jur.srid, jur.extent, options, report))
+    timings = {"read_check_copy": time.perf_counter() - t0}
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
     dups = session.execute(sa.text(
-        "SELECT feature_key, count(*) FROM layer_staging GROUP BY feature_key HAVING count(*) > 1 "
+        "SELECT feature_key, count(*) FROM layer_raw GROUP BY feature_key HAVING count(*) > 1 "
         "ORDER BY feature_key LIMIT 50")).all()
     for key, n in dups:
-        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique")
+        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
+                       key, spec.feature_key)
     if report.problems:
         raise LayerImportError(layer.name, name, report.problems, report.more_problems)
-    session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
-    session.execute(sa.text("ANALYZE layer_staging"))
-    result = _apply_staging(session, actor, layer, spec, name, checksum, note=None)
+    features_sql = _raw_features_sql(spec, jur.srid)
+    compare = _has_live_features(session, layer)
+    if compare:  # only keys and content hashes are kept to compare with the live features
+        session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
+        session.execute(sa.text(f"CREATE TEMP TABLE layer_staging ON COMMIT DROP AS "
+                                f"SELECT feature_key, content_hash FROM ({features_sql}) q"))
+        session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+        session.execute(sa.text("ANALYZE layer_staging"))
+    timings["stage"] = time.perf_counter() - t0 - timings["read_check_copy"]
+    result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
+                            features_sql=features_sql, compare=compare)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:
@@ -160,9 +222,16 @@ def publish_layer_version(
 
 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
-                   note: str | None, event_type: str = "layer_version.published", extra: dict | None = None
+                   note: str | None, event_type: str = "layer_version.published", extra: dict | None = None,
+                   timings: dict | None = None, features_sql: str = STAGED_FEATURES, compare: bool = True
                    ) -> VersionReport:
-    """Turn the staging table into the layer's next version: write only the differences."""
+    """Make the new content the layer's next version, writing only the differences.
+
+    ``layer_staging`` holds the new content's keys and content hashes; ``features_sql`` selects
+    the new features (feature_key, attrs, content_hash, geom) — only those not live already are
+    computed and written. Without ``compare`` the layer has no live feature: all are new."""
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
     number = (session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
               or 0) + 1
     version = LayerVersion(layer_id=layer.id, number=number, state="live", created_by_id=actor.id if actor else None,
@@ -170,43 +239,63 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
     session.add(version)
     session.flush()
     p = {"layer": layer.id, "v": number}
-    staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
-    closed = session.execute(sa.text(
-        """
-        WITH closed AS (
-            UPDATE layer_features f SET valid_to = :v
-            WHERE f.layer_id = :layer AND f.valid_to IS NULL
-              AND NOT EXISTS (SELECT 1 FROM layer_staging s
-                              WHERE s.feature_key = f.feature_key AND s.content_hash = f.content_hash)
-            RETURNING f.feature_key
-        )
-        SELECT count(*) AS closed,
-               count(*) FILTER (WHERE EXISTS (SELECT 1 FROM layer_staging s WHERE s.feature_key = closed.feature_key))
-        FROM closed
-        """), p).one()
-    n_closed, n_changed = closed
-    inserted = session.execute(sa.text(
-        """
-        INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom)
-        SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom FROM layer_staging s
-        WHERE NOT EXISTS (SELECT 1 FROM layer_features f
-                          WHERE f.layer_id = :layer AND f.valid_to IS NULL AND f.feature_key = s.feature_key)
-        """), p).rowcount
+    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom) "
+              f"SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom FROM ({features_sql}) s")
+    if not compare:
+        staged = inserted = session.execute(sa.text(insert), p).rowcount
+        n_closed = n_changed = 0
+    else:
+        staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
+        n_closed, n_changed = session.execute(sa.text(
+            """
+            WITH closed AS (
+                UPDATE layer_features f SET valid_to = :v
+                WHERE f.layer_id = :layer AND f.valid_to IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM layer_staging s
+                                  WHERE s.feature_key = f.feature_key AND s.content_hash = f.content_hash)
+                RETURNING f.feature_key
+            )
+            SELECT count(*) AS closed,
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM layer_staging s
+                                                  WHERE s.feature_key = closed.feature_key))
+            FROM closed
+            """), p).one()
+        # the filter reaches into features_sql before its columns are computed: unchanged
+        # features are never re-encoded or hashed a second time
+        inserted = session.execute(sa.text(
+            insert + " WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE f.layer_id = :layer"
+                     " AND f.valid_to IS NULL AND f.feature_key = s.feature_key)"), p).rowcount
     version.count_changed = n_changed
     version.count_removed = n_closed - n_changed
     version.count_added = inserted - n_changed
     version.count_unchanged = staged - inserted
+    timings["write_differences"] = time.perf_counter() - t
+    t = time.perf_counter()
     if layer.name == "cadastre":
         _sync_parcels(session, layer.id, number)
+        timings["sync_parcels"] = time.perf_counter() - t
+        t = time.perf_counter()
     version.affected_project_ids = affected_projects(session, layer, spec, number)
+    timings["impact"] = time.perf_counter() - t
     layer.current_version_id = version.id
     payload = {"layer": layer.name, "number": number, "source": source_name, "added": version.count_added,
                "changed": version.count_changed, "removed": version.count_removed,
                "unchanged": version.count_unchanged, "affected_projects": version.affected_project_ids}
     record_event(session, actor, event_type, version, {**payload, **(extra or {})})
+    recheck_run_ids: list[int] = []
+    if version.affected_project_ids:
+        # the projects in flight that this version touches are re-checked in the same transaction,
+        # so their reviewers never see a live version whose effect on them is not yet recorded
+        from .checks.engine import recheck_affected
+
+        t = time.perf_counter()
+        session.flush()
+        recheck_run_ids = recheck_affected(session, version.id)
+        timings["recheck"] = time.perf_counter() - t
     return VersionReport(layer.name, number, version.id, version.count_added, version.count_changed,
                          version.count_removed, version.count_unchanged, staged, 0.0,
-                         affected_project_ids=list(version.affected_project_ids))
+                         affected_project_ids=list(version.affected_project_ids), timings=timings,
+                         recheck_run_ids=recheck_run_ids)
 
 
 def affected_projects(session: Session, layer: Layer, spec: LayerSpec, number: int) -> list[int]:
@@ -322,9 +411,9 @@ class Diff:
 
 
 DIFF_SQL = """
-WITH a AS (SELECT id, feature_key, content_hash, geom FROM layer_features
+WITH a AS (SELECT id, feature_key, content_hash, attrs, geom FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)),
-     b AS (SELECT id, feature_key, content_hash, geom FROM layer_features
+     b AS (SELECT id, feature_key, content_hash, attrs, geom FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
 SELECT coalesce(a.feature_key, b.feature_key) AS key,
        CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind
@@ -358,14 +447,17 @@ def diff_geojson(session: Session, layer_name: str, a: int, b: int, limit: int =
     layer = _versions_for_diff(session, layer_name, a, b)
     geom = (", ST_AsGeoJSON(ST_Transform(coalesce(b.geom, a.geom), 4326), 7)::json AS g,"
             " CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL THEN ST_AsGeoJSON(ST_Transform(a.geom, 4326), 7)::json"
-            " END AS old_g")
+            " END AS old_g, coalesce(b.attrs, a.attrs) AS attrs, a.attrs AS old_attrs")
     rows = session.execute(sa.text(DIFF_SQL.format(geom=geom) + " LIMIT :limit"),
                            {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
     features = []
-    for key, kind, g, old in rows:
-        features.append({"type": "Feature", "geometry": g, "properties": {"key": key, "kind": kind}})
+    for key, kind, g, old, attrs, old_attrs in rows:
+        features.append({"type": "Feature", "geometry": g,
+                         "properties": {"key": key, "kind": kind, "attrs": attrs,
+                                        **({"old_attrs": old_attrs} if kind == "changed" else {})}})
         if old is not None:
-            features.append({"type": "Feature", "geometry": old, "properties": {"key": key, "kind": "changed_before"}})
+            features.append({"type": "Feature", "geometry": old,
+                             "properties": {"key": key, "kind": "changed_before", "attrs": old_attrs}})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -397,3 +489,85 @@ def save_upload(stream, filename: str, limit_bytes: int) -> Path:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
     return target
+
+
+def get_version(session: Session, layer: Layer, number: int | None = None) -> LayerVersion:
+    """A layer's version ``number`` (its current version when None)."""
+    if number is None:
+        version = session.get(LayerVersion, layer.current_version_id) if layer.current_version_id else None
+        if version is None:
+            raise NotFoundError(f"layer {layer.name!r} has no version yet")
+        return version
+    version = session.scalar(sa.select(LayerVersion).where(LayerVersion.layer_id == layer.id,
+                                                           LayerVersion.number == number))
+    if version is None:
+        raise NotFoundError(f"layer {layer.name!r} has no version {number}")
+    return version
+
+
+def features_geojson(session: Session, layer_name: str, number: int | None = None,
+                     bbox: tuple[float, float, float, float] | None = None, limit: int = 1000) -> dict:
+    """A layer's features as of version ``number`` (the current one when None) as GeoJSON in
+    EPSG:4326; ``bbox`` (lon/lat: west, south, east, north) keeps those it intersects."""
+    layer = get_layer(session, layer_name)
+    version = get_version(session, layer, number)
+    where = [features_as_of(layer.id, version.number)]
+    if bbox is not None:
+        west, south, east, north = bbox
+        if not (west < east and south < north):
+            raise InputError("bbox must be west,south,east,north with west < east and south < north", where="bbox")
+        env = sa.func.ST_Transform(sa.func.ST_MakeEnvelope(west, south, east, north, 4326), SRID)
+        where.append(sa.func.ST_Intersects(LayerFeature.geom, env))
+    query = (sa.select(LayerFeature.feature_key, LayerFeature.attrs,
+                       sa.cast(sa.func.ST_AsGeoJSON(sa.func.ST_Transform(LayerFeature.geom, 4326), 7), sa.JSON))
+             .where(*where).order_by(LayerFeature.feature_key).limit(limit + 1))
+    rows = session.execute(query).all()
+    features = [{"type": "Feature", "id": key, "geometry": geom, "properties": {**attrs, "_key": key}}
+                for key, attrs, geom in rows[:limit]]
+    return {"type": "FeatureCollection", "layer": layer.name, "version": version.number,
+            "truncated": len(rows) > limit, "features": features}
+
+
+@dataclass
+class LayerOverview:
+    layer: Layer
+    spec: LayerSpec
+    current: LayerVersion | None
+    feature_count: int | None  # live features (None for a raster layer)
+    coverage_km2: float | None
+    version_count: int
+
+
+def layer_overview(session: Session, layer_name: str | None = None) -> list[LayerOverview]:
+    """Every catalogued layer (or one) with its current version, live feature count and coverage
+    area, in catalogue order, from three grouped queries."""
+    catalogue = default_catalogue()
+    query = sa.select(Layer, sa.func.ST_Area(Layer.coverage) / 1e6).order_by(Layer.name)
+    if layer_name is not None:
+        get_layer(session, layer_name)
+        query = query.where(Layer.name == layer_name)
+    layers = session.execute(query).all()
+    ids = [layer.id for layer, _ in layers]
+    current_ids = [layer.current_version_id for layer, _ in layers if layer.current_version_id]
+    currents = {v.id: v for v in session.scalars(sa.select(LayerVersion).where(LayerVersion.id.in_(current_ids)))}
+    version_counts = dict(session.execute(sa.select(LayerVersion.layer_id, sa.func.count())
+                                          .where(LayerVersion.layer_id.in_(ids))
+                                          .group_by(LayerVersion.layer_id)).all())
+    counts = dict(session.execute(sa.select(LayerFeature.layer_id, sa.func.count())
+                                  .where(LayerFeature.layer_id.in_(ids), LayerFeature.valid_to.is_(None))
+                                  .group_by(LayerFeature.layer_id)).all())
+    order = {name: i for i, name in enumerate(catalogue)}
+    out = []
+    for layer, km2 in sorted(layers, key=lambda row: order.get(row[0].name, len(order))):
+        spec = catalogue.get(layer.name)
+        if spec is None:
+            continue  # a layer dropped from the catalogue keeps its history but is no longer offered
+        out.append(LayerOverview(layer, spec, currents.get(layer.current_version_id),
+                                 counts.get(layer.id, 0) if spec.kind == "vector" else None,
+                                 None if km2 is None else float(km2), version_counts.get(layer.id, 0)))
+    return out
+
+
+def version_authors(session: Session, versions: list[LayerVersion]) -> dict[int, User]:
+    ids = {v.created_by_id for v in versions if v.created_by_id}
+    return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(ids)))} if ids else {}

@@ -3,8 +3,6 @@ centimetre; version arithmetic; concurrent imports; permissions; impact on proje
 
 from __future__ import annotations
 
-import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -20,8 +18,15 @@ from sqlalchemy.orm import Session
 
 from gisapproval.errors import InputError, PermissionDeniedError
 from gisapproval.layerimport import ImportLimits, ImportOptions, LayerImportError
-from gisapproval.layerversions import (LayerBusyError, diff_versions, features_as_of, list_versions,
-                                       publish_layer_version, record_refused_import, rollback_layer)
+from gisapproval.layerversions import (
+    LayerBusyError,
+    diff_versions,
+    features_as_of,
+    list_versions,
+    publish_layer_version,
+    record_refused_import,
+    rollback_layer,
+)
 from gisapproval.models import Event, Layer, LayerFeature, LayerVersion, User
 
 X0, Y0 = 436000.0, 2542000.0  # well inside the sample jurisdiction (EPSG:4547)
@@ -57,9 +62,8 @@ def do_import(session, settings, path, layer="hazard_zones", actor=None, **opts)
 
 def refused(session, settings, path, match, layer="hazard_zones", **opts):
     before = live(session, layer)
-    with pytest.raises(InputError, match=match) as info:
-        with session.begin_nested():
-            do_import(session, settings, path, layer, **opts)
+    with pytest.raises(InputError, match=match) as info, session.begin_nested():
+        do_import(session, settings, path, layer, **opts)
     assert live(session, layer) == before, "a refused import changed the live layer"
     return info.value
 
@@ -330,3 +334,80 @@ def test_a_change_under_a_project_in_flight_is_recorded_as_its_impact(session, s
     assert project_id in report.affected_project_ids
     version = session.get(LayerVersion, report.version_id)
     assert project_id in version.affected_project_ids
+
+
+# --- reading layers back: problems by feature and field, overview, features as of, diff GeoJSON ----
+
+def test_problems_name_their_feature_and_field(session, settings, tmp_path):
+    frame = hazard_frame(risk_level=["medium", "extreme", "low", "high", "low"])
+    frame.loc[3, "geometry"] = shapely.Point(X0, Y0)
+    err = refused(session, settings, write(frame, tmp_path / "h.gpkg"), "refused")
+    found = {(p.feature, p.field) for p in err.problems}
+    assert found == {("HZ-T001", "risk_level"), ("HZ-T003", "geometry")}
+    assert err.problems[0].as_dict()["feature"] in {"HZ-T001", "HZ-T003"}
+
+
+def test_layer_overview_counts_live_features_and_versions(session, settings, tmp_path):
+    from gisapproval.layerversions import layer_overview
+
+    before = {o.layer.name: o for o in layer_overview(session)}
+    assert list(before)[:2] == ["cadastre", "zoning"]
+    assert before["dem"].feature_count is None and before["dem"].current is not None
+    assert before["cadastre"].coverage_km2 > 0
+    report = do_import(session, settings, write(hazard_frame(4), tmp_path / "h.gpkg"))
+    (after,) = layer_overview(session, "hazard_zones")
+    assert after.current.number == report.number
+    assert after.feature_count == report.added + report.changed + report.unchanged
+    assert after.version_count == before["hazard_zones"].version_count + 1
+
+
+def test_features_geojson_as_of_a_version_with_bbox_and_limit(session, settings, tmp_path):
+    from gisapproval.layerversions import features_geojson
+
+    v1 = do_import(session, settings, write(hazard_frame(3), tmp_path / "a.gpkg"))
+    frame = hazard_frame(3)
+    frame.loc[0, "risk_level"] = "high"
+    v2 = do_import(session, settings, write(frame, tmp_path / "b.gpkg"))
+    to4326 = Transformer.from_crs(4547, 4326, always_xy=True)
+    w, s = to4326.transform(X0 - 5, Y0 - 5)
+    e, n = to4326.transform(X0 + 150, Y0 + 85)  # the first two boxes only
+    old = features_geojson(session, "hazard_zones", v1.number, (w, s, e, n))
+    new = features_geojson(session, "hazard_zones", v2.number, (w, s, e, n))
+    assert [f["id"] for f in old["features"]] == ["HZ-T000", "HZ-T001"]
+    assert old["features"][0]["properties"]["risk_level"] == "medium"
+    assert new["features"][0]["properties"]["risk_level"] == "high" and new["version"] == v2.number
+    lon, lat = old["features"][0]["geometry"]["coordinates"][0][0][0]
+    assert abs(lon - 113.4) < 0.2 and abs(lat - 23.0) < 0.2
+    some = features_geojson(session, "hazard_zones", None, limit=1)
+    assert len(some["features"]) == 1 and some["truncated"] and some["version"] == v2.number
+    with pytest.raises(InputError, match="west < east"):
+        features_geojson(session, "hazard_zones", None, (e, s, w, n))
+
+
+def test_diff_geojson_carries_old_and_new_attributes(session, settings, tmp_path):
+    from gisapproval.layerversions import diff_geojson
+
+    v1 = do_import(session, settings, write(hazard_frame(2), tmp_path / "a.gpkg"))
+    frame = hazard_frame(2)
+    frame.loc[1, "risk_level"] = "low"
+    v2 = do_import(session, settings, write(frame, tmp_path / "b.gpkg"))
+    features = diff_geojson(session, "hazard_zones", v1.number, v2.number)["features"]
+    changed = [f for f in features if f["properties"]["key"] == "HZ-T001"]
+    kinds = {f["properties"]["kind"]: f["properties"] for f in changed}
+    assert kinds["changed"]["attrs"]["risk_level"] == "low" and kinds["changed"]["old_attrs"]["risk_level"] == "medium"
+    assert kinds["changed_before"]["attrs"]["risk_level"] == "medium"
+
+
+def test_affected_projects_are_rechecked_when_the_version_commits(session, settings, tmp_path):
+    from gisapproval.models import CheckRun
+
+    project_id, wkt = session.execute(sa.text(
+        "SELECT b.project_id, ST_AsText(ST_Buffer(ST_Centroid(b.geom), 5)) FROM buildings b JOIN projects p ON"
+        " p.id = b.project_id WHERE p.status = 'in_review' ORDER BY p.id LIMIT 1")).one()
+    frame = hazard_frame(2)
+    frame.loc[1, "geometry"] = shapely.from_wkt(wkt)
+    report = do_import(session, settings, write(frame, tmp_path / "h.gpkg"))
+    assert report.recheck_run_ids
+    runs = session.scalars(sa.select(CheckRun).where(CheckRun.id.in_(report.recheck_run_ids))).all()
+    assert project_id in {r.project_id for r in runs}
+    assert {r.purpose for r in runs} == {"recheck"} and all(r.trigger_version_id == report.version_id for r in runs)

@@ -1,0 +1,69 @@
+// The diff map: the changed features of two layer versions in three colours (added, removed,
+// changed; the old shape of a changed feature dashed). Popups are built with textContent.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("layers-diff-data").textContent);
+  var C = data.colours, L_ = data.labels;
+  var map = L.map("layers-diff-map", {zoomSnap: 0.25, fadeAnimation: false, zoomAnimation: false});
+  map.attributionControl.setPrefix("");
+  L.control.scale({imperial: false, position: "bottomright"}).addTo(map);
+
+  function style(feature) {
+    var kind = feature.properties.kind;
+    if (kind === "changed_before") {
+      return {color: C.changed_before, weight: 2, dashArray: "5 4", fill: false};
+    }
+    if (kind === "removed") {
+      return {color: C.removed, weight: 2, fillColor: C.removed, fillOpacity: 0.3, dashArray: "2 3"};
+    }
+    return {color: C[kind], weight: 2, fillColor: C[kind], fillOpacity: 0.45};
+  }
+
+  function popup(feature) {
+    var p = feature.properties;
+    var box = document.createElement("div");
+    box.className = "layers-popup";
+    var h = document.createElement("strong");
+    h.textContent = (L_[p.kind] || p.kind) + " · " + p.key;
+    box.appendChild(h);
+    var attrs = p.attrs || {};
+    var table = document.createElement("table");
+    Object.keys(attrs).sort().forEach(function (k) {
+      var tr = document.createElement("tr");
+      var th = document.createElement("th");
+      th.textContent = k;
+      var td = document.createElement("td");
+      var value = attrs[k] == null ? "" : String(attrs[k]);
+      if (p.old_attrs && p.old_attrs[k] !== attrs[k]) {
+        value = String(p.old_attrs[k]) + " → " + value;
+        td.className = "layers-popup-changed";
+      }
+      td.textContent = value;
+      tr.appendChild(th);
+      tr.appendChild(td);
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+    return box;
+  }
+
+  // removed features last, so that they stay visible where a new feature takes their place
+  var order = {changed_before: 0, changed: 1, added: 2, removed: 3};
+  data.geojson.features.sort(function (a, b) { return order[a.properties.kind] - order[b.properties.kind]; });
+  var layer = L.geoJSON(data.geojson, {
+    style: style,
+    pointToLayer: function (feature, latlng) {
+      var s = style(feature);
+      s.radius = 6;
+      return L.circleMarker(latlng, s);
+    },
+    onEachFeature: function (feature, lyr) { lyr.bindPopup(function () { return popup(feature); }); }
+  }).addTo(map);
+  var bounds = layer.getBounds();
+  if (bounds.isValid()) {
+    map.fitBounds(bounds.pad(0.15), {animate: false, maxZoom: 17});
+  } else {
+    map.setView(data.center, data.zoom, {animate: false});
+  }
+  document.getElementById("layers-diff-map").setAttribute("data-ready", String(data.geojson.features.length));
+})();
