@@ -27,6 +27,14 @@ class Calendar:
     overrides: Mapping[dt.date, bool] = field(default_factory=dict)  # date -> is a working day
     override_years: frozenset[int] = frozenset()  # years whose whole schedule was entered
 
+    def knows_year(self, year: int) -> bool:
+        return year in self.override_years or _library_knows(year)
+
+    def unknown_years(self, a: dt.date, b: dt.date) -> list[int]:
+        """The years from a to b (either order) that the calendar does not know."""
+        lo, hi = sorted((a.year, b.year))
+        return [y for y in range(lo, hi + 1) if not self.knows_year(y)]
+
     def knows(self, day: dt.date) -> bool:
         if day in self.overrides or day.year in self.override_years:
             return True
@@ -80,3 +88,9 @@ def _library_knows(year: int) -> bool:
         except NotImplementedError:
             _KNOWN[year] = False
     return _KNOWN[year]
+
+
+def library_years() -> tuple[int, int]:
+    """The first and last year the ``chinese_calendar`` library knows."""
+    years = [y for y in range(1990, dt.date.today().year + 10) if _library_knows(y)]
+    return years[0], years[-1]
