@@ -1,12 +1,14 @@
 """The planners' map, built server-side with folium and embedded in our own page.
 
-folium would load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; this map loads only
-Leaflet, from ``/static/vendor/leaflet`` (see ``web.vendor_assets``), and uses none of the
-folium features that need the others (marker icons, HTML popups via jQuery). No tiles: the
-map is drawn on a plain background with an optional kilometre grid.
+The city is drawn from vector tiles (``web.tiles``) by Leaflet.VectorGrid, vendored under
+``/static/vendor/leaflet.vectorgrid``; folium only lays out the map and passes one JSON
+configuration to ``static/js/map.js`` (tile URLs, colours, labels). Nothing is embedded per
+parcel, so the page weighs the same for 3,000 or 300,000 parcels.
 
-folium's GeoJsonTooltip/GeoJsonPopup put property values into the page as HTML, so every
-string property is HTML-escaped here before folium sees it.
+folium would load Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; this map loads only
+the vendored files. Popups are built by ``map.js`` from the JSON of ``/api/map/parcels/<id>``
+with DOM text nodes (never innerHTML), so user-supplied values cannot become markup; the
+configuration is serialised with Jinja's ``tojson`` (which escapes <, >, & and ').
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dataclasses import dataclass
 
 import folium
 from folium.template import Template
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
-from .i18n import MESSAGES, pick
+from gisapproval.mapdata import CATEGORIES
+from gisapproval.tiles import TileSettings
+
+from . import i18n
 from .i18n import gettext as _
-from .mapdata import CATEGORIES
 
 # Fill colours by display category (see the legend). Grey: no project.
 CATEGORY_COLOURS = {
@@ -32,23 +36,63 @@ CATEGORY_COLOURS = {
     "completed": "#1b6b30",
     "rejected": "#d62828",
 }
+# Days-left colours of a review task's clock (gisapproval.workflow.clock.Deadline.colour).
+CLOCK_COLOURS = {"green": "#2e9d44", "yellow": "#e0a800", "red": "#d62828", "stopped": "#6c757d"}
 OUTLINE_COLOUR = "#5b6573"
 HIGHLIGHT_COLOUR = "#102a43"
+OVERLAP_COLOUR = "#e8590c"
+LAYER_COLOUR = "#3d5a80"
 
-# What the tooltip (hover) and the popup (click) list, by message key ``field_<name>``...
-TOOLTIP_FIELDS = ("parcel_code", "status", "project")
-POPUP_FIELDS = ("parcel_code", "holder", "land_use", "area", "project_code", "project", "applicant_org",
-                "stage", "status", "project_count")
-# ...and the feature property holding each value, where the names differ.
-FIELD_PROPERTY = {"status": "status_label", "project": "project_label", "area": "area_m2", "stage": "stage_label"}
+MESSAGES = {
+    "map_layer_footprints": {"zh": "项目建筑轮廓", "en": "Project footprints"},
+    "map_layer_cells": {"zh": "宗地密度（小比例尺）", "en": "Parcel density (small scales)"},
+    "map_overlaps_title": {"zh": "在办项目轮廓重叠", "en": "In-flight projects overlapping"},
+    "map_overlaps_none": {"zh": "无重叠", "en": "No overlaps"},
+    "map_overlap_flag": {"zh": "与其他在办项目重叠", "en": "Overlaps another in-flight project"},
+    "map_days_left": {"zh": "剩余工作日", "en": "Working days left"},
+    "map_due_on": {"zh": "办理时限", "en": "Due on"},
+    "map_departments": {"zh": "部门审查", "en": "Department reviews"},
+    "map_stage_status": {"zh": "阶段状态", "en": "Stage status"},
+    "map_no_project": {"zh": "该宗地无可见项目", "en": "No visible project on this parcel"},
+    "map_loading": {"zh": "加载中…", "en": "Loading…"},
+    "map_load_failed": {"zh": "详情加载失败", "en": "Could not load the details"},
+    "map_zoom_hint": {"zh": "放大可见全部宗地", "en": "Zoom in to see every parcel"},
+    "map_clock_green": {"zh": "正常", "en": "on time"},
+    "map_legend_clock_yellow": {"zh": "黄框：审查临近时限", "en": "Yellow outline: review due soon"},
+    "map_legend_clock_red": {"zh": "红框：审查已超时", "en": "Red outline: review overdue"},
+    "map_clock_yellow": {"zh": "临近时限", "en": "due soon"},
+    "map_clock_red": {"zh": "已超时", "en": "overdue"},
+    "map_clock_stopped": {"zh": "计时暂停", "en": "clock stopped"},
+    "map_task_pending": {"zh": "待审查", "en": "pending"},
+    "map_task_in_review": {"zh": "审查中", "en": "in review"},
+    "map_task_approved": {"zh": "同意", "en": "approved"},
+    "map_task_approved_with_conditions": {"zh": "附条件同意", "en": "approved with conditions"},
+    "map_task_correction_requested": {"zh": "要求补正", "en": "correction requested"},
+    "map_task_rejected": {"zh": "不同意", "en": "rejected"},
+    "map_task_deemed_approved": {"zh": "超时默认同意", "en": "deemed approved"},
+    "map_stage_intake": {"zh": "待受理", "en": "awaiting intake"},
+    "map_stage_in_review": {"zh": "审查中", "en": "in review"},
+    "map_stage_in_correction": {"zh": "补正中", "en": "in correction"},
+    "map_stage_approved": {"zh": "已批准", "en": "approved"},
+    "map_stage_rejected": {"zh": "不予许可", "en": "rejected"},
+}
+i18n.register(MESSAGES)
+
+POPUP_LABELS = ("field_parcel_code", "field_holder", "field_land_use", "field_area", "field_project",
+                "field_project_code", "field_applicant_org", "field_stage", "field_status", "map_stage_status",
+                "map_days_left", "map_due_on", "map_departments", "map_no_project", "map_loading",
+                "map_load_failed", "map_overlap_flag")
 
 
 @dataclass(frozen=True)
 class MapAssets:
-    """Where the page loads Leaflet from (URLs on this site)."""
+    """Where the page loads its scripts and styles from (URLs on this site)."""
 
     leaflet_js: str
     leaflet_css: str
+    vectorgrid_js: str
+    map_js: str
+    map_css: str
 
 
 @dataclass(frozen=True)
@@ -61,129 +105,64 @@ class RenderedMap:
 
 
 class LocalMap(folium.Map):
-    """A folium map whose only assets are the vendored Leaflet files."""
+    """A folium map whose only assets are the vendored files and our own map script."""
 
     def __init__(self, assets: MapAssets, **kwargs):
         super().__init__(**kwargs)
         # Instance attributes shadow folium's class-level CDN lists (JSCSSMixin reads self.default_*).
-        self.default_js = [("leaflet", assets.leaflet_js)]
-        self.default_css = [("leaflet_css", assets.leaflet_css)]
+        self.default_js = [("leaflet", assets.leaflet_js), ("vectorgrid", assets.vectorgrid_js),
+                           ("gismap", assets.map_js)]
+        self.default_css = [("leaflet_css", assets.leaflet_css), ("gismap_css", assets.map_css)]
 
 
-class MapSetup(folium.MacroElement):
-    """Plain-text attribution prefix (Leaflet's default links to leafletjs.com), a metric scale
-    bar, and the initial view fitted to ``bounds`` without animation (so the first paint is final)."""
+class TiledCity(folium.MacroElement):
+    """Hands the map and its configuration to ``GisMap.init`` (static/js/map.js)."""
 
     _template = Template(
         "{% macro script(this, kwargs) %}"
-        "{{ this._parent.get_name() }}.attributionControl.setPrefix({{ this.prefix|tojson }});"
-        "L.control.scale({imperial: false, position: 'bottomright'}).addTo({{ this._parent.get_name() }});"
-        "{% if this.bounds %}"
-        "{{ this._parent.get_name() }}.fitBounds({{ this.bounds|tojson }}, {animate: false, padding: [12, 12]});"
-        "{% endif %}"
+        "GisMap.init({{ this._parent.get_name() }}, {{ this.config|tojson }});"
         "{% endmacro %}"
     )
 
-    def __init__(self, prefix: str, bounds: list | None):
+    def __init__(self, config: dict):
         super().__init__()
-        self._name = "MapSetup"
-        self.prefix = prefix
-        self.bounds = bounds
+        self._name = "TiledCity"
+        self.config = config
 
 
-def _status_style(feature: dict) -> dict:
-    category = feature["properties"]["category"]
-    plain = category == "none"
+def map_config(*, tile_urls: dict, layers: list[dict], details_url: str, bounds: list | None,
+               tiles: TileSettings, lang: str) -> dict:
+    """Everything ``map.js`` needs, in the current language. ``layers``: [{name, title, url}]."""
     return {
-        "fillColor": CATEGORY_COLOURS[category],
-        "color": OUTLINE_COLOUR if plain else CATEGORY_COLOURS[category],
-        "weight": 0.5 if plain else 1.2,
-        "fillOpacity": 0.45 if plain else 0.8,
+        "lang": lang,
+        "tiles": tile_urls,
+        "layers": layers,
+        "detailsUrl": details_url,
+        "bounds": bounds,
+        "minZoom": tiles.min_zoom,
+        "maxZoom": tiles.max_zoom,
+        "parcelMinZoom": tiles.parcel_min_zoom,
+        "colours": CATEGORY_COLOURS,
+        "clockColours": CLOCK_COLOURS,
+        "style": {"outline": OUTLINE_COLOUR, "highlight": HIGHLIGHT_COLOUR, "overlap": OVERLAP_COLOUR,
+                  "layer": LAYER_COLOUR},
+        "labels": {
+            "parcels": _("layer_parcels"), "footprints": _("map_layer_footprints"), "cells": _("map_layer_cells"),
+            **{key: _(key) for key in POPUP_LABELS},
+            **{f"status_{c}": _(f"status_{c}") for c in CATEGORIES},
+            **{key: _(key) for key in i18n.MESSAGES if key.startswith(("stage_", "map_clock_", "map_task_",
+                                                                       "map_stage_"))},
+        },
+        "attribution": "Leaflet",
     }
 
 
-def _project_style(feature: dict) -> dict:
-    category = feature["properties"]["category"]
-    return {"fillColor": CATEGORY_COLOURS[category], "color": HIGHLIGHT_COLOUR, "weight": 2.5, "fillOpacity": 0.85}
-
-
-def _highlight(feature: dict) -> dict:
-    return {"color": HIGHLIGHT_COLOUR, "weight": 3}
-
-
-def _grid_style(feature: dict) -> dict:
-    return {"color": "#9fb3c8", "weight": 0.6, "opacity": 0.7, "dashArray": "4 4"}
-
-
-def prepare_for_display(collection: dict) -> dict:
-    """Add the labels of the current language and HTML-escape every string property, in place."""
-    for feature in collection["features"]:
-        props = feature["properties"]
-        props["status_label"] = _(f"status_{props['category']}")
-        stage_key = f"stage_{props.get('stage')}"
-        props["stage_label"] = _(stage_key) if stage_key in MESSAGES else props.get("stage")
-        props["project_label"] = pick(props.get("project_name"), props.get("project_name_en"))
-        for key, value in props.items():
-            if isinstance(value, str):
-                props[key] = str(escape(value))
-    return collection
-
-
-def _details(kind: str, names: tuple[str, ...]):
-    """A folium tooltip or popup listing ``names``; labels are escaped like the values."""
-    keys = [FIELD_PROPERTY.get(name, name) for name in names]
-    aliases = [str(escape(_(f"field_{name}"))) for name in names]
-    if kind == "tooltip":
-        return folium.GeoJsonTooltip(fields=keys, aliases=aliases, sticky=True, class_name="parcel-tip")
-    return folium.GeoJsonPopup(fields=keys, aliases=aliases, class_name="parcel-popup", localize=False)
-
-
-def build_map(parcels: dict, grid: dict | None, *, assets: MapAssets, center: tuple[float, float],
-              zoom: int) -> RenderedMap:
-    """The approval map: the grid, parcels by status, project parcels only, and a layer switcher.
-
-    Each embedded FeatureCollection carries a foreign member ``layer`` ("grid", "parcels",
-    "project_parcels") naming it, for tests and for scripts added later.
-
-    ``parcels`` must have been through ``prepare_for_display``.
-    """
-    m = LocalMap(assets, location=list(center), zoom_start=zoom, tiles=None, min_zoom=9, max_zoom=20,
-                 zoom_snap=0.25, zoom_delta=0.5)
-
-    if grid is not None and grid["features"]:
-        folium.GeoJson({**grid, "layer": "grid"}, name=_("layer_grid"), style_function=_grid_style,
-                       interactive=False).add_to(m)
-
-    folium.GeoJson(
-        {**parcels, "layer": "parcels"},
-        name=_("layer_parcels"),
-        style_function=_status_style,
-        highlight_function=_highlight,
-        tooltip=_details("tooltip", TOOLTIP_FIELDS),
-        popup=_details("popup", POPUP_FIELDS),
-    ).add_to(m)
-
-    project_parcels = {
-        "type": "FeatureCollection",
-        "layer": "project_parcels",
-        "features": [f for f in parcels["features"] if f["properties"]["category"] != "none"],
-    }
-    if project_parcels["features"]:
-        folium.GeoJson(
-            project_parcels,
-            name=_("layer_project_parcels"),
-            style_function=_project_style,
-            highlight_function=_highlight,
-            tooltip=_details("tooltip", TOOLTIP_FIELDS),
-            popup=_details("popup", POPUP_FIELDS),
-            show=False,
-        ).add_to(m)
-
-    bbox = parcels.get("bbox")
-    MapSetup("Leaflet", [[bbox[1], bbox[0]], [bbox[3], bbox[2]]] if bbox else None).add_to(m)
-
-    folium.LayerControl(collapsed=False, position="topright").add_to(m)
-
+def build_map(config: dict, *, assets: MapAssets, center: tuple[float, float], zoom: int) -> RenderedMap:
+    """The approval map: tiled parcels by status, footprints, every vector layer, a layer switcher."""
+    m = LocalMap(assets, location=list(center), zoom_start=max(zoom, config["minZoom"]), tiles=None,
+                 min_zoom=config["minZoom"], max_zoom=config["maxZoom"], zoom_snap=0.25, zoom_delta=0.5,
+                 prefer_canvas=True)
+    TiledCity(config).add_to(m)
     root = m.get_root()
     root.render()
     return RenderedMap(
@@ -191,6 +170,12 @@ def build_map(parcels: dict, grid: dict | None, *, assets: MapAssets, center: tu
         html=Markup(root.html.render()),
         script=Markup(root.script.render()),
     )
+
+
+def clock_legend() -> list[dict]:
+    """Outline colours of in-flight projects whose review is due soon or overdue."""
+    return [{"colour": colour, "hex": CLOCK_COLOURS[colour], "label": _("map_legend_clock_" + colour)}
+            for colour in ("yellow", "red")]
 
 
 def legend_entries(counts: dict[str, int], *, own_only: bool) -> list[dict]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, redirect, render_template, url_for
 
+from gisapproval import mapdata, tiles
 from gisapproval.db import check_connection
 from gisapproval.errors import DatabaseUnavailableError, GisApprovalError
 
-from . import mapdata, mapview, nav
+from . import mapview, nav
+from . import tiles as tiles_web
 from .auth import current_user, login_required
 from .db import app_state, get_db
+from .i18n import get_language, pick
 from .i18n import gettext as _
 
 bp = Blueprint("pages", __name__)
@@ -25,30 +28,44 @@ def home():
 @bp.route("/map")
 @login_required
 def map_view():
+    """The city map: vector tiles of parcels by approval state, footprints and every vector layer."""
     state = app_state()
     jurisdiction = state.settings.jurisdiction
     user = current_user()
     db = get_db()
-    parcels = mapdata.parcel_status_collection(db, user)
-    grid = mapdata.grid_collection(db, jurisdiction.extent, jurisdiction.srid)
-    counts = mapdata.category_counts(parcels)
+    tile_settings = tiles.load_tile_settings()
+    extent = mapdata.parcels_extent_4326(db)
+    config = mapview.map_config(
+        tile_urls={"parcels": tiles_web.url_template("tiles.parcels"),
+                   "footprints": tiles_web.url_template("tiles.footprints")},
+        layers=[{"name": name, "title": pick(zh, en), "url": tiles_web.url_template("tiles.layer", name=name)}
+                for name, zh, en in mapdata.map_layers(db)],
+        details_url=url_for("map.parcel_details", parcel_id=0).rsplit("/0", 1)[0] + "/",
+        bounds=[[extent[1], extent[0]], [extent[3], extent[2]]] if extent else None,
+        tiles=tile_settings, lang=get_language(),
+    )
     rendered = mapview.build_map(
-        mapview.prepare_for_display(parcels),
-        grid,
+        config,
         assets=mapview.MapAssets(
             leaflet_js=url_for("static", filename="vendor/leaflet/leaflet.js"),
             leaflet_css=url_for("static", filename="vendor/leaflet/leaflet.css"),
+            vectorgrid_js=url_for("static", filename="vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"),
+            map_js=url_for("static", filename="js/map.js"),
+            map_css=url_for("static", filename="css/map.css"),
         ),
         center=jurisdiction.map_center,
         zoom=jurisdiction.map_zoom,
     )
     own_only = not mapdata.sees_all_projects(user)
+    counts = mapdata.category_counts(db, user)
     return render_template(
         "map.html",
         folium_map=rendered,
         legend=mapview.legend_entries(counts, own_only=own_only),
+        clock_legend=mapview.clock_legend(),
         own_only=own_only,
-        parcel_total=len(parcels["features"]),
+        parcel_total=sum(counts.values()),
+        overlaps=mapdata.overlapping_projects(db, user),
     )
 
 

@@ -43,6 +43,9 @@ ASSETS = (
     Asset("leaflet-draw", "dist/images", "images"),
     Asset("echarts", "dist/echarts.min.js", "echarts.min.js"),
     Asset("echarts", "LICENSE", "LICENSE"),
+    # VectorGrid 1.3.0 calls L.DomEvent.fakeStop, gone since Leaflet 1.8: web/static/js/map.js defines it.
+    Asset("leaflet.vectorgrid", "dist/Leaflet.VectorGrid.bundled.min.js", "Leaflet.VectorGrid.bundled.min.js"),
+    Asset("leaflet.vectorgrid", "README.md", "README.md"),  # carries the licence (Beerware); no LICENSE file
 )
 
 

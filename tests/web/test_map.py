@@ -1,15 +1,17 @@
-"""The planners' map page: every parcel, the legend, no foreign hosts, escaping, language, scope."""
+"""The planners' map page: tiled (no parcel embedded), the legend, the layer switcher, no foreign
+hosts, escaping, language, and what each viewer may see (popup details)."""
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 import sqlalchemy as sa
 
-from gisapproval.models import Parcel, Project, User, project_parcels
-from web.mapdata import CATEGORIES, STATUS_CATEGORY
+from gisapproval.mapdata import STATUS_CATEGORY, STATUS_PRIORITY
+from gisapproval.models import Layer, Parcel, Project, User, project_parcels
 from web.mapview import CATEGORY_COLOURS
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
@@ -31,83 +33,88 @@ def map_html(client, web):
     return get
 
 
+def web_config(html: str) -> dict:
+    """The configuration the page hands to GisMap.init (tile URLs, labels, colours)."""
+    match = re.search(r"GisMap\.init\(\w+, ", html)
+    assert match, "the page does not start the tiled map"
+    return json.JSONDecoder().raw_decode(html, match.end())[0]
+
+
 def _count(conn, table) -> int:
     return conn.scalar(sa.select(sa.func.count()).select_from(table))
 
 
-def test_map_embeds_every_parcel_with_its_status(map_html, web, web_db):
+def _expected_counts(conn, username: str) -> dict[str, int]:
+    """Legend counts computed independently: the most live visible project on each parcel."""
+    user_id, roles = conn.execute(sa.text(
+        "SELECT u.id, array_agg(r.role) FROM users u JOIN user_roles r ON r.user_id = u.id "
+        "WHERE u.username = :u GROUP BY u.id"), {"u": username}).one()
+    staff = set(roles) - {"applicant"}
+    rows = conn.execute(sa.select(project_parcels.c.parcel_id, Project.status, Project.applicant_id)
+                        .join(Project, Project.id == project_parcels.c.project_id)
+                        .where(Project.status != "withdrawn")).all()
+    best: dict[int, str] = {}
+    for parcel_id, status, applicant_id in rows:
+        if status == "draft" and applicant_id != user_id:
+            continue
+        if not staff and applicant_id != user_id:
+            continue
+        if parcel_id not in best or STATUS_PRIORITY[status] < STATUS_PRIORITY[best[parcel_id]]:
+            best[parcel_id] = status
+    counts = dict.fromkeys(STATUS_LABELS_ZH, 0)
+    for status in best.values():
+        counts[STATUS_CATEGORY[status]] += 1
+    counts["none"] = _count(conn, Parcel) - len(best)
+    return counts
+
+
+def test_the_map_loads_tiles_and_embeds_no_parcels(map_html, web, web_db):
     html = map_html()
-    layers = web.collections(html)
-    parcels = layers["parcels"]["features"]
+    assert web.collections(html) == {}  # no GeoJSON FeatureCollection in the page
+    config = web_config(html)
+    assert config["tiles"]["parcels"] == "/tiles/parcels/{z}/{x}/{y}.pbf"
+    assert config["tiles"]["footprints"] == "/tiles/footprints/{z}/{x}/{y}.pbf"
+    assert config["detailsUrl"] == "/api/map/parcels/"
+    (south, west), (north, east) = config["bounds"]
+    assert 73 < west < east < 136 and 3 < south < north < 54
     with web_db.connect() as conn:
-        parcel_rows = _count(conn, Parcel)
-        parcel_ids = set(conn.scalars(sa.select(Parcel.id)))
-    assert parcel_rows > 0, "the test database has no parcels"
-    assert len(parcels) == parcel_rows
-    assert {f["id"] for f in parcels} == parcel_ids
-    for f in parcels:
-        assert f["geometry"]["type"] in ("Polygon", "MultiPolygon")
-        lon, lat = f["geometry"]["coordinates"][0][0][:2] if f["geometry"]["type"] == "Polygon" \
-            else f["geometry"]["coordinates"][0][0][0][:2]
-        assert 73 < lon < 136 and 3 < lat < 54, "coordinates must be EPSG:4326 lon/lat in China"
-        assert f["properties"]["category"] in CATEGORIES
-    # the project-parcels layer holds exactly the coloured parcels
-    coloured = {f["id"] for f in parcels if f["properties"]["category"] != "none"}
-    assert coloured, "the sample has projects: some parcels must be coloured"
-    assert {f["id"] for f in layers["project_parcels"]["features"]} == coloured
+        vector = set(conn.scalars(sa.select(Layer.name).where(Layer.kind == "vector",
+                                                              Layer.current_version_id.is_not(None))))
+    assert {spec["name"] for spec in config["layers"]} == vector
+    for spec in config["layers"]:
+        assert spec["url"] == f"/tiles/layers/{spec['name']}/{{z}}/{{x}}/{{y}}.pbf"
+    assert config["colours"] == CATEGORY_COLOURS
+    assert len(html) < 200_000, "the page's weight does not grow with the parcels"
 
 
-def _submitted_projects_by_parcel(conn) -> dict[int, list[str]]:
-    """Parcel id -> statuses of the projects on it that staff may see (not drafts, not withdrawn)."""
-    rows = conn.execute(
-        sa.select(project_parcels.c.parcel_id, Project.status)
-        .join(Project, Project.id == project_parcels.c.project_id)
-        .where(Project.status.notin_(["draft", "withdrawn"]))
-    ).all()
-    out: dict[int, list[str]] = {}
-    for parcel_id, status in rows:
-        out.setdefault(parcel_id, []).append(status)
-    return out
-
-
-@pytest.mark.parametrize("username", ["supervisor", "planning_reviewer", "clerk", "admin"])
-def test_staff_see_every_submitted_project_coloured(map_html, web, web_db, username):
-    parcels = web.collections(map_html(username))["parcels"]["features"]
-    with web_db.connect() as conn:
-        expected = _submitted_projects_by_parcel(conn)
-    shown = {f["id"]: f["properties"] for f in parcels if f["properties"]["category"] != "none"}
-    assert set(shown) == set(expected)
-    for parcel_id, props in shown.items():
-        assert props["status"] in expected[parcel_id]
-        assert props["category"] == STATUS_CATEGORY[props["status"]]
-        assert props["project_count"] == len(expected[parcel_id])
-        assert props["project_code"] and props["project_name"]
-    assert all(f["properties"]["category"] != "draft" for f in parcels)
-
-
-def test_legend_lists_the_statuses_with_their_counts(map_html, web):
-    html = map_html()
-    parcels = web.collections(html)["parcels"]["features"]
+@pytest.mark.parametrize("username", ["supervisor", "planning_reviewer", "applicant1", "applicant2"])
+def test_legend_lists_the_statuses_with_their_counts(map_html, web, web_db, username):
+    html = map_html(username)
     legend = web.legend(html)
-    counts: dict[str, int] = {}
-    for f in parcels:
-        counts[f["properties"]["category"]] = counts.get(f["properties"]["category"], 0) + 1
+    with web_db.connect() as conn:
+        expected = _expected_counts(conn, username)
     assert "图例" in legend
-    for category, n in counts.items():
-        row = re.search(rf'data-category="{category}">(.*?)</li>', legend, re.S)
+    for category, n in expected.items():
+        if category == "draft" and not n and username.startswith(("supervisor", "planning")):
+            assert 'data-category="draft"' not in legend
+            continue
+        row = re.search(rf'data-category="{category}">(.*?)</li>', legend, re.DOTALL)
         assert row, f"legend lacks {category}"
         assert STATUS_LABELS_ZH[category] in row.group(1)
         assert f'class="legend-count">{n}<' in row.group(1)
         assert CATEGORY_COLOURS[category] in row.group(1)
-    for category in ("none", "intake", "in_review", "in_correction", "approved", "completed", "rejected"):
-        assert STATUS_LABELS_ZH[category] in legend  # every status has its row, even when none has it yet
+    assert f"{sum(expected.values())} 宗地" in legend
+    scope = "仅显示本单位项目" if username.startswith("applicant") else "显示全部项目"
+    assert scope in legend
 
 
-def test_layer_switcher_offers_the_layers(map_html):
-    html = map_html()
-    assert "L.control.layers(" in html
-    for name in ("宗地（按审批状态着色）", "仅项目宗地"):
-        assert name.encode("unicode_escape").decode() in html or name in html
+def test_layer_switcher_offers_the_layers(map_html, web, web_db):
+    labels = web_config(map_html())["labels"]
+    assert labels["parcels"] == "宗地（按审批状态着色）"
+    assert labels["footprints"] == "项目建筑轮廓"
+    with web_db.connect() as conn:
+        titles = set(conn.scalars(sa.select(Layer.title_zh).where(Layer.kind == "vector")))
+    assert {spec["title"] for spec in web_config(map_html())["layers"]} <= titles
 
 
 def _foreign_hosts(html: str) -> set[str]:
@@ -135,6 +142,8 @@ def test_every_referenced_static_asset_is_served(map_html, client):
     assets = set(re.findall(r"""(?:src|href)\s*=\s*["'](/static/[^"']+)["']""", html))
     assert "/static/vendor/leaflet/leaflet.js" in assets
     assert "/static/vendor/leaflet/leaflet.css" in assets
+    assert "/static/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js" in assets
+    assert "/static/js/map.js" in assets and "/static/css/map.css" in assets
     for path in sorted(assets):
         response = client.get(path)
         assert response.status_code == 200, f"{path} -> {response.status_code} (run `python -m web.vendor_assets`?)"
@@ -183,13 +192,21 @@ def draft_project(web_db):
         conn.execute(sa.delete(Project).where(Project.id == project_id))
 
 
-@pytest.mark.parametrize(("username", "category"), [("applicant1", "draft"), ("applicant2", "none"),
-                                                    ("supervisor", "none"), ("clerk", "none")])
-def test_a_draft_is_visible_to_its_owner_only(map_html, web, draft_project, username, category):
-    html = map_html(username)
-    feature = next(f for f in web.collections(html)["parcels"]["features"] if f["id"] == draft_project)
-    assert feature["properties"]["category"] == category
-    assert ("TEST-DRAFT-0001" in html) == (category == "draft")
+@pytest.mark.parametrize(("username", "shown"), [("applicant1", True), ("applicant2", False), ("supervisor", False),
+                                                 ("clerk", False)])
+def test_a_draft_is_visible_to_its_owner_only(client, web, web_db, draft_project, username, shown):
+    web.login(client, username)
+    codes = {p["code"] for p in client.get(f"/api/map/parcels/{draft_project}").get_json()["projects"]}
+    assert ("TEST-DRAFT-0001" in codes) == shown
+    with web_db.connect() as conn:
+        drafts = _expected_counts(conn, username)["draft"]  # other tests may have left drafts of their own
+    legend = web.legend(client.get("/map").get_data(as_text=True))
+    draft_row = re.search(r'data-category="draft">(.*?)</li>', legend, re.S)
+    if shown:
+        assert drafts >= 1 and f'class="legend-count">{drafts}<' in draft_row.group(1)
+    else:
+        assert drafts == 0
+        assert draft_row is None or 'class="legend-count">0<' in draft_row.group(1)
 
 
 @pytest.fixture
@@ -215,19 +232,77 @@ def hostile_project(web_db):
         conn.execute(sa.delete(Project).where(Project.id == project_id))
 
 
-def test_markup_in_project_names_is_escaped(map_html, web, hostile_project):
-    for query, label in (("", "&lt;script&gt;alert(1)&lt;/script&gt;"),
-                         ("?lang=en", "&lt;img src=x onerror=&#34;alert(2)&#34;&gt;")):
+def test_markup_in_project_names_stays_text(map_html, client, web, hostile_project):
+    for query in ("", "?lang=en"):
         html = map_html(query=query)
         assert "<script>alert(1)</script>" not in html
         assert "<img src=x" not in html
         assert "<b>Evil" not in html
-        feature = next(f for f in web.collections(html)["parcels"]["features"] if f["id"] == hostile_project)
-        props = feature["properties"]
-        assert props["project_name"] == "&lt;script&gt;alert(1)&lt;/script&gt;"
-        assert props["project_label"] == label
-        assert props["applicant_org"] == "&lt;b&gt;Evil &amp; Co&lt;/b&gt;"
-        assert props["category"] == "in_review"
+    details = client.get(f"/api/map/parcels/{hostile_project}")
+    assert details.mimetype == "application/json"  # never rendered as HTML by the server
+    project = next(p for p in details.get_json()["projects"] if p["code"] == "TEST-XSS-0001")
+    assert project["name"] == "<script>alert(1)</script>"  # raw: map.js sets it as text
+    assert project["applicant_org"] == "<b>Evil & Co</b>"
+    script = client.get("/static/js/map.js").get_data(as_text=True)
+    assert "innerHTML" not in script and "textContent" in script
+
+
+def _project_parcel(conn, username: str | None = None, other_than: str | None = None) -> tuple[int, str]:
+    query = (sa.select(project_parcels.c.parcel_id, Project.code).join(Project, Project.id == project_parcels.c.project_id)
+             .join(User, User.id == Project.applicant_id).where(Project.status.notin_(["draft", "withdrawn"]))
+             .order_by(project_parcels.c.parcel_id))
+    if username:
+        query = query.where(User.username == username)
+    if other_than:
+        query = query.where(User.username != other_than)
+    return conn.execute(query.limit(1)).one()
+
+
+def test_parcel_details_give_project_stage_departments_and_days_left(client, web, web_db):
+    with web_db.connect() as conn:
+        parcel_id, code = conn.execute(sa.text(
+            "SELECT pp.parcel_id, p.code FROM project_parcels pp JOIN projects p ON p.id = pp.project_id "
+            "JOIN stage_instances s ON s.project_id = p.id AND s.stage = p.current_stage "
+            "JOIN review_tasks t ON t.stage_instance_id = s.id "
+            "WHERE p.status = 'in_review' AND s.accepted_on IS NOT NULL AND t.status IN ('pending', 'in_review') "
+            "ORDER BY pp.parcel_id LIMIT 1")).one()
+        departments = set(conn.scalars(sa.text(
+            "SELECT d.code FROM review_tasks t JOIN departments d ON d.id = t.department_id JOIN stage_instances s "
+            "ON s.id = t.stage_instance_id JOIN projects p ON p.id = s.project_id AND s.stage = p.current_stage "
+            "WHERE p.code = :c"), {"c": code}))
+    web.login(client, "supervisor")
+    response = client.get(f"/api/map/parcels/{parcel_id}")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    details = response.get_json()
+    project = next(p for p in details["projects"] if p["code"] == code)
+    assert project["status"] == "in_review" and project["category"] == "in_review"
+    assert {t["department"] for t in project["tasks"]} == departments
+    open_tasks = [t for t in project["tasks"] if t["status"] in ("pending", "in_review")]
+    assert open_tasks and all(t["colour"] in ("green", "yellow", "red", "stopped") for t in open_tasks)
+    assert all(isinstance(t["days_left"], int) for t in open_tasks if t["colour"] != "stopped")
+    assert project["days_left"] == min(t["days_left"] for t in project["tasks"] if t["days_left"] is not None)
+    assert details["holder"]
+    assert client.get("/api/map/parcels/999999999").status_code == 404
+
+
+@pytest.mark.parametrize("username", ["applicant1", "applicant2"])
+def test_applicants_see_details_of_their_own_projects_only(client, web, web_db, username):
+    with web_db.connect() as conn:
+        own_parcel, own_code = _project_parcel(conn, username)
+        other_parcel, other_code = _project_parcel(conn, other_than=username)
+    web.login(client, username)
+    own = client.get(f"/api/map/parcels/{own_parcel}").get_json()
+    assert own_code in {p["code"] for p in own["projects"]} and own["holder"]
+    other = client.get(f"/api/map/parcels/{other_parcel}").get_json()
+    assert other_code not in {p["code"] for p in other["projects"]}
+    if not other["projects"]:
+        assert other["holder"] is None  # no one else's holder either
+    assert other_code not in client.get("/map").get_data(as_text=True)
+
+
+def test_details_need_a_login(client):
+    response = client.get("/api/map/parcels/1")
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthenticated"
 
 
 def test_language_switch_changes_the_labels(client, web):
@@ -240,7 +315,7 @@ def test_language_switch_changes_the_labels(client, web):
     en = client.get("/map?lang=en").get_data(as_text=True)
     assert '<html lang="en">' in en
     assert "Legend: approval status" in en
-    assert "Parcels (by approval status)" in en
+    assert web_config(en)["labels"]["parcels"] == "Parcels (by approval status)"
     assert "Joint construction approval platform" in en
     assert "图例" not in en
     legend = web.legend(en)
@@ -259,35 +334,12 @@ def test_unknown_language_falls_back_to_chinese(client):
     assert '<html lang="zh-CN">' in html
 
 
-def _own_parcels(conn, username: str) -> tuple[set[int], set[str]]:
-    user_id = conn.scalar(sa.select(User.id).where(User.username == username))
-    rows = conn.execute(
-        sa.select(project_parcels.c.parcel_id, Project.code)
-        .join(Project, Project.id == project_parcels.c.project_id)
-        .where(Project.applicant_id == user_id, Project.status != "withdrawn")
-    ).all()
-    return {r.parcel_id for r in rows}, {r.code for r in rows}
-
-
 @pytest.mark.parametrize("username", ["applicant1", "applicant2"])
-def test_applicant_sees_only_own_projects_coloured(map_html, web, web_db, username):
+def test_applicant_page_names_no_other_project(map_html, web, web_db, username):
     html = map_html(username)
-    parcels = web.collections(html)["parcels"]["features"]
     with web_db.connect() as conn:
-        own_parcels, own_codes = _own_parcels(conn, username)
-        other_codes = set(conn.scalars(sa.select(Project.code))) - own_codes
-        total = _count(conn, Parcel)
-    assert own_parcels, f"{username} has projects in the sample"
-    assert len(parcels) == total  # every parcel is drawn...
-    coloured = {f["id"] for f in parcels if f["properties"]["category"] != "none"}
-    assert coloured == own_parcels  # ...but only the applicant's own are coloured
-    for f in parcels:
-        props = f["properties"]
-        if f["id"] in own_parcels:
-            assert props["project_code"] in own_codes
-        else:
-            assert props["project_code"] is None and props["project_name"] is None
-            assert props["holder"] is None  # and others' parcel holders are not shown
+        user_id = conn.scalar(sa.select(User.id).where(User.username == username))
+        other_codes = set(conn.scalars(sa.select(Project.code).where(Project.applicant_id != user_id)))
     for code in other_codes:
         assert code not in html
     assert "仅显示本单位项目" in web.legend(html)

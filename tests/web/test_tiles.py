@@ -1,0 +1,304 @@
+"""Vector tiles over HTTP: contents by viewer, aggregation below the parcel zooms, size, ETags,
+layers as of a version, footprints of overlapping in-flight projects."""
+
+from __future__ import annotations
+
+import math
+
+import mapbox_vector_tile
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from gisapproval.audit import record_event
+from gisapproval.mapdata import STATUS_CATEGORY, STATUS_PRIORITY
+from gisapproval.models import Building, Layer, LayerFeature, LayerVersion, Parcel, Project, User, project_parcels
+from gisapproval.tiles import TileAddress, load_tile_settings
+
+SETTINGS = load_tile_settings()
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
+    n = 1 << z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return z, x, y
+
+
+def get_tile(client, kind: str, z: int, x: int, y: int, query: str = "", **headers):
+    return client.get(f"/tiles/{kind}/{z}/{x}/{y}.pbf{query}", headers=headers)
+
+
+def decode(response) -> dict:
+    assert response.status_code == 200, response.status_code
+    assert response.mimetype == "application/vnd.mapbox-vector-tile"
+    return mapbox_vector_tile.decode(response.data)
+
+
+def features(tile: dict, layer: str) -> list[dict]:
+    return tile.get(layer, {}).get("features", [])
+
+
+def _point_on(conn, where_sql: str, **params) -> tuple[float, float, int]:
+    row = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p), id FROM (SELECT pa.id, ST_Transform(ST_PointOnSurface(pa.geom), 4326) p "
+        f"FROM parcels pa WHERE {where_sql} ORDER BY pa.id LIMIT 1) s"), params).one()
+    return row[0], row[1], row[2]
+
+
+def _expected_categories(conn, scope: str, user_id: int | None = None) -> dict[int, str]:
+    """parcel id -> category of the project shown on it, computed independently of the tile query."""
+    rows = conn.execute(
+        sa.select(project_parcels.c.parcel_id, Project.status, Project.applicant_id)
+        .join(Project, Project.id == project_parcels.c.project_id).where(Project.status != "withdrawn")).all()
+    best: dict[int, str] = {}
+    for parcel_id, status, applicant_id in rows:
+        if scope == "staff" and status == "draft":
+            continue
+        if scope == "applicant" and applicant_id != user_id:
+            continue
+        if scope == "public" and status not in ("approved", "completed"):
+            continue
+        if parcel_id not in best or STATUS_PRIORITY[status] < STATUS_PRIORITY[best[parcel_id]]:
+            best[parcel_id] = status
+    return {pid: STATUS_CATEGORY[s] for pid, s in best.items()}
+
+
+def _ids_in_envelope(conn, address: TileAddress, margin_units: int = 0) -> set[int]:
+    minx, miny, maxx, maxy = address.bounds_3857()
+    m = address.width_m * margin_units / SETTINGS.extent
+    return set(conn.scalars(sa.text(
+        "SELECT id FROM parcels WHERE NOT is_retired AND "
+        "ST_Intersects(ST_GeomFromEWKB(geom_web), ST_MakeEnvelope(:a, :b, :c, :d, 3857))"),
+        {"a": minx - m, "b": miny - m, "c": maxx + m, "d": maxy + m}))
+
+
+def test_a_parcel_zoom_tile_holds_every_parcel_with_its_category(client, web, web_db):
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        lon, lat, _ = _point_on(conn, "pa.id IN (SELECT parcel_id FROM project_parcels)")
+        z, x, y = tile_of(lon, lat, SETTINGS.parcel_min_zoom)
+        inside = _ids_in_envelope(conn, TileAddress(z, x, y))
+        near = _ids_in_envelope(conn, TileAddress(z, x, y), SETTINGS.buffer + 1)
+        expected = _expected_categories(conn, "staff")
+    got = {f["id"]: f["properties"] for f in features(decode(get_tile(client, "parcels", z, x, y)), "parcels")}
+    assert inside and inside <= set(got) <= near
+    coloured = [pid for pid in got if pid in expected]
+    assert coloured, "the tile was chosen on a project parcel"
+    for pid, props in got.items():
+        assert props["category"] == expected.get(pid, "none")
+        assert props["parcel_id"] == pid and props["parcel_code"]
+        assert ("project_code" in props) == (pid in expected)
+        assert "holder" not in props  # tiles carry no personal data
+
+
+@pytest.mark.parametrize("scope,username", [("applicant", "applicant1"), ("applicant", "applicant2"),
+                                            ("public", None)])
+def test_tiles_show_a_viewer_only_the_projects_they_may_see(client, web, web_db, scope, username):
+    with web_db.connect() as conn:
+        user_id = conn.scalar(sa.select(User.id).where(User.username == username)) if username else None
+        expected = _expected_categories(conn, scope, user_id)
+        staff = _expected_categories(conn, "staff")
+        others = set(staff) - set(expected)
+        assert others, "there are parcels with projects this viewer may not see"
+        pid = min(others)
+        lon, lat, _ = _point_on(conn, "pa.id = :pid", pid=pid)
+    if username:
+        web.login(client, username)
+    z, x, y = tile_of(lon, lat, 16)
+    got = {f["id"]: f["properties"] for f in features(decode(get_tile(client, "parcels", z, x, y)), "parcels")}
+    assert got[pid]["category"] == "none" and "project_code" not in got[pid]
+    for parcel_id, props in got.items():
+        assert props["category"] == expected.get(parcel_id, "none")
+
+
+def test_below_the_parcel_zooms_parcels_are_aggregated_and_tiles_stay_small(client, web, web_db):
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        total = conn.scalar(sa.select(sa.func.count()).select_from(Parcel).where(Parcel.is_retired.is_(False)))
+        west, south, east, north = conn.execute(sa.text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, ST_SRID(min(geom))), 4326) e FROM parcels) s"
+        )).one()
+        expected = _expected_categories(conn, "staff")
+    z = SETTINGS.min_zoom
+    _, x0, y0 = tile_of(west, north, z)
+    _, x1, y1 = tile_of(east, south, z)
+    cells_total, project_parcels_seen = 0, set()
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            response = get_tile(client, "parcels", z, x, y)
+            assert len(response.data) < SETTINGS.max_tile_kb * 1024
+            tile = decode(response)
+            cells_total += sum(f["properties"]["parcels"] for f in features(tile, "cells"))
+            for f in features(tile, "parcels"):
+                assert f["properties"]["category"] != "none"  # only parcels with a project, drawn whole
+                project_parcels_seen.add(f["id"])
+    assert cells_total >= total  # every parcel counted (edge parcels may count in two tiles)
+    assert project_parcels_seen == set(expected)
+
+
+def test_etag_answers_304_and_changes_when_a_stage_changes(client, web, web_db):
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        lon, lat, _ = _point_on(conn, "TRUE")
+    z, x, y = tile_of(lon, lat, 15)
+    first = get_tile(client, "parcels", z, x, y)
+    etag = first.headers["ETag"]
+    assert "no-cache" in first.headers["Cache-Control"] and "private" in first.headers["Cache-Control"]
+    again = get_tile(client, "parcels", z, x, y, **{"If-None-Match": etag})
+    assert again.status_code == 304 and not again.data
+    with Session(web_db) as s:  # what a stage decision writes: an audit event on the project
+        project = s.scalar(sa.select(Project).where(Project.status == "in_review").limit(1))
+        record_event(s, None, "stage.test_changed", project, {"test": True}, project_id=project.id)
+        s.commit()
+    changed = get_tile(client, "parcels", z, x, y, **{"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    # logging in (an audit event that changes nothing on the map) leaves it alone
+    etag = changed.headers["ETag"]
+    web.login(client, "supervisor")
+    assert get_tile(client, "parcels", z, x, y, **{"If-None-Match": etag}).status_code == 304
+
+
+def test_etag_changes_when_a_layer_gets_a_new_current_version(client, web, web_db):
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        lon, lat, _ = _point_on(conn, "TRUE")
+    z, x, y = tile_of(lon, lat, 15)
+    before = get_tile(client, "layers/zoning", z, x, y).headers["ETag"]
+    parcels_before = get_tile(client, "parcels", z, x, y).headers["ETag"]
+    with Session(web_db) as s:
+        layer = s.scalar(sa.select(Layer).where(Layer.name == "zoning"))
+        old = layer.current_version_id
+        current = s.get(LayerVersion, old)
+        newer = LayerVersion(layer_id=layer.id, number=current.number + 100, state="live", source_name="test",
+                             checksum="0" * 64)
+        s.add(newer)
+        s.flush()
+        layer.current_version_id = newer.id
+        s.commit()
+        try:
+            assert get_tile(client, "layers/zoning", z, x, y).headers["ETag"] != before
+            assert get_tile(client, "parcels", z, x, y).headers["ETag"] != parcels_before
+        finally:
+            layer.current_version_id = old
+            s.delete(newer)
+            s.commit()
+
+
+def test_layer_tiles_hold_the_features_of_the_version(client, web, web_db):
+    web.login(client, "land_editor")
+    with web_db.connect() as conn:
+        layer_id, number = conn.execute(sa.select(Layer.id, LayerVersion.number).join(
+            LayerVersion, LayerVersion.id == Layer.current_version_id).where(Layer.name == "zoning")).one()
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_PointOnSurface(geom), 4326) p FROM layer_features "
+            "WHERE layer_id = :l AND valid_to IS NULL ORDER BY id LIMIT 1) s"), {"l": layer_id}).one()
+        z, x, y = tile_of(lon, lat, 15)
+        minx, miny, maxx, maxy = TileAddress(z, x, y).bounds_3857()
+        inside = set(conn.scalars(sa.select(LayerFeature.id).where(
+            LayerFeature.layer_id == layer_id, LayerFeature.valid_from <= number,
+            sa.or_(LayerFeature.valid_to.is_(None), LayerFeature.valid_to > number),
+            sa.func.ST_Intersects(sa.func.ST_GeomFromEWKB(LayerFeature.geom_web),
+                                  sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, 3857)))))
+    for query in ("", f"?version={number}"):
+        got = features(decode(get_tile(client, "layers/zoning", z, x, y, query)), "features")
+        ids = {f["id"] for f in got}
+        assert inside and inside <= ids
+        assert all(f["properties"]["feature_key"] for f in got)
+        assert any(len(f["properties"]) > 1 for f in got), "attributes travel in the tile"
+    assert get_tile(client, "layers/zoning", z, x, y, "?version=999").status_code == 404
+    assert get_tile(client, "layers/nosuchlayer", z, x, y).status_code == 404
+    assert get_tile(client, "layers/dem", z, x, y).status_code == 422  # a raster has no vector tiles
+    assert get_tile(client, "layers/zoning", z, x, y, "?version=abc").status_code == 422
+    client.post("/logout", data={"csrf_token": web.csrf_token(client.get("/map").get_data(as_text=True))})
+    anonymous = get_tile(client, "layers/zoning", z, x, y)
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("z,x,y", [(SETTINGS.min_zoom - 1, 0, 0), (SETTINGS.max_zoom + 1, 0, 0), (12, 4096, 0),
+                                   (12, 0, 5000)])
+def test_tile_addresses_outside_the_served_range_are_refused(client, web, z, x, y):
+    web.login(client, "supervisor")
+    assert get_tile(client, "parcels", z, x, y).status_code == 422
+
+
+@pytest.fixture
+def overlapping_projects(web_db):
+    """Two in-review projects whose footprints overlap, and a third, approved, overlapping both."""
+    with Session(web_db) as s:
+        applicant = s.scalar(sa.select(User).where(User.username == "applicant1"))
+        centre = s.execute(sa.text("SELECT ST_X(c), ST_Y(c), ST_SRID(geom) FROM "
+                                   "(SELECT ST_Centroid(geom) c, geom FROM parcels ORDER BY id LIMIT 1) s")).one()
+        cx, cy, srid = centre
+        codes = {"TEST-OVL-A": ("in_review", 0), "TEST-OVL-B": ("in_correction", 10), "TEST-OVL-C": ("approved", 5)}
+        ids = {}
+        for code, (status, dx) in codes.items():
+            project = Project(code=code, name=f"重叠 {code}", applicant_id=applicant.id, applicant_org="测试",
+                              status=status, current_stage=1)
+            s.add(project)
+            s.flush()
+            square = sa.func.ST_Multi(sa.func.ST_MakeEnvelope(cx + dx, cy, cx + dx + 20, cy + 20, srid))
+            s.execute(sa.insert(Building).values(project_id=project.id, name="1#", height_m=10, floors=3, gfa_m2=900,
+                                                 use="office", geom=square))
+            ids[code] = project.id
+        s.commit()
+    yield (cx, cy, srid)
+    with Session(web_db) as s:
+        s.execute(sa.delete(Project).where(Project.id.in_(ids.values())))
+        s.commit()
+
+
+def test_footprints_of_overlapping_in_flight_projects_are_flagged(client, web, web_db, overlapping_projects):
+    web.login(client, "supervisor")
+    cx, cy, srid = overlapping_projects
+    with web_db.connect() as conn:
+        lon, lat = conn.execute(sa.text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_SetSRID("
+                                        "ST_MakePoint(:x, :y), :s), 4326) p) q"), {"x": cx + 10, "y": cy + 10,
+                                                                                   "s": srid}).one()
+    z, x, y = tile_of(lon, lat, 17)
+    got = {f["properties"]["project_code"]: f["properties"]
+           for f in features(decode(get_tile(client, "footprints", z, x, y)), "footprints")}
+    assert got["TEST-OVL-A"]["is_overlapping"] is True
+    assert got["TEST-OVL-B"]["is_overlapping"] is True
+    assert got["TEST-OVL-C"]["is_overlapping"] is False  # approved: not in flight
+    assert got["TEST-OVL-A"]["category"] == "in_review"
+    pairs = client.get("/api/map/overlaps").get_json()
+    pair = next(p for p in pairs if {p["a"], p["b"]} == {"TEST-OVL-A", "TEST-OVL-B"})
+    assert pair["overlap_m2"] == pytest.approx(200.0, abs=0.5)  # 10 m x 20 m
+    assert not any("TEST-OVL-C" in (p["a"], p["b"]) for p in pairs)
+    page = client.get("/map").get_data(as_text=True)
+    assert "TEST-OVL-A ↔ TEST-OVL-B" in page or "TEST-OVL-B ↔ TEST-OVL-A" in page
+    # the applicant of both sees the pair; another applicant sees neither footprint nor pair
+    web.login(client, "applicant2")
+    assert not any(f["properties"]["project_code"].startswith("TEST-OVL")
+                   for f in features(decode(get_tile(client, "footprints", z, x, y)), "footprints"))
+    assert client.get("/api/map/overlaps").get_json() == []
+
+
+def test_parcels_carry_the_days_left_colour_of_their_project(client, web, web_db):
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT DISTINCT ON (p.id) pp.parcel_id, p.code FROM projects p "
+            "JOIN project_parcels pp ON pp.project_id = p.id "
+            "JOIN stage_instances s ON s.project_id = p.id AND s.stage = p.current_stage "
+            "JOIN review_tasks t ON t.stage_instance_id = s.id "
+            "WHERE p.status IN ('submitted', 'in_review', 'in_correction') AND s.accepted_on IS NOT NULL "
+            "AND t.status IN ('pending', 'in_review', 'correction_requested') ORDER BY p.id, pp.parcel_id")).all()
+        assert rows, "the sample has projects under review"
+        points = {pid: _point_on(conn, "pa.id = :p", p=pid)[:2] for pid, _code in rows}
+    severity = ("red", "yellow", "green", "stopped")
+    seen = set()
+    for parcel_id, code in rows:
+        details = client.get(f"/api/map/parcels/{parcel_id}").get_json()
+        project = next(p for p in details["projects"] if p["code"] == code)
+        colours = [t["colour"] for t in project["tasks"] if t["colour"]]
+        lon, lat = points[parcel_id]
+        tile = decode(get_tile(client, "parcels", *tile_of(lon, lat, 16)))
+        props = next(f["properties"] for f in features(tile, "parcels") if f["id"] == parcel_id)
+        if props.get("project_code") != code:
+            continue  # another, livelier project is shown on this parcel
+        assert props.get("clock") == min(colours, key=severity.index), (code, props, colours)
+        seen.add(props["clock"])
+    assert seen
