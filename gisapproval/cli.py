@@ -282,6 +282,139 @@ def token_create(username, name) -> None:
     click.echo(value)
 
 
+# --- workflow: sweep and the working-day calendar (issue 5) ----------------------------
+
+@cli.command()
+@click.option("--today", default=None, help="the day to sweep as (YYYY-MM-DD; default: today in China)")
+def sweep(today) -> None:
+    """Apply art. 32 deemed acceptances, deemed approvals on timeout and warnings (idempotent)."""
+    from .workflow.sweep import sweep as run_sweep
+
+    _, engine, scope = _session_scope()
+    with scope as session:
+        counts = run_sweep(session, _date(today) if today else None)
+    engine.dispose()
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@cli.group("calendar")
+def calendar_group() -> None:
+    """The working-day calendar: what it knows, a year's schedule, single-day overrides."""
+
+
+@calendar_group.command("status")
+def calendar_status_cmd() -> None:
+    """Years the library knows, years entered, overrides, and the years ahead still unknown."""
+    from .workflow.base import today_in_china
+    from .workflow.calendar import calendar_status
+
+    _, engine, scope = _session_scope()
+    with scope as session:
+        st = calendar_status(session, today_in_china())
+        click.echo(f"library {st['library']}: {st['library_first_year']}-{st['library_last_year']}")
+        click.echo(f"entered years: {', '.join(map(str, st['entered_years'] + st['file_years'])) or 'none'}")
+        for o in st["overrides"]:
+            click.echo(f"{o.day} {'workday' if o.is_workday else 'off'} {o.note or ''}")
+        if st["unknown_years_ahead"]:
+            click.echo(f"unknown (provisional, weekends only): {', '.join(map(str, st['unknown_years_ahead']))}")
+    engine.dispose()
+
+
+@calendar_group.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", "username", required=True, help="the administrator entering the schedule")
+def calendar_load(file, username) -> None:
+    """Enter a year's schedule from a TOML file (see layers/calendar/README.md)."""
+    from pathlib import Path
+
+    from .workflow.calendar import enter_year, parse_schedule
+
+    _, engine, scope = _session_scope()
+    with scope as session:
+        counts = enter_year(session, _actor(session, username), parse_schedule(Path(file).read_text("utf-8"), file))
+    engine.dispose()
+    click.echo(f"entered {counts['year']}: {counts['holidays']} days off, {counts['workdays']} make-up working days")
+
+
+@calendar_group.command("set")
+@click.argument("day")
+@click.argument("kind", type=click.Choice(["workday", "off"]))
+@click.option("--note", default=None)
+@click.option("--user", "username", required=True)
+def calendar_set(day, kind, note, username) -> None:
+    """Declare DAY a working day or a day off."""
+    from .workflow.calendar import set_override
+
+    _, engine, scope = _session_scope()
+    with scope as session:
+        set_override(session, _actor(session, username), _date(day), kind == "workday", note)
+    engine.dispose()
+    click.echo(f"{day} {kind}")
+
+
+@calendar_group.command("add")
+@click.argument("date")
+@click.argument("n", type=int)
+def calendar_add(date: str, n: int) -> None:
+    """Like `workdays add`, on the calendar with the entered years and overrides of the database."""
+    from .workflow.calendar import load_calendar
+
+    if n < 0:
+        raise GisApprovalError("N must be 0 or more")
+    _, engine, scope = _session_scope()
+    with scope as session:
+        result = load_calendar(session).add(_date(date), n)
+    engine.dispose()
+    click.echo(result.day.isoformat() + (" (provisional: the calendar does not know every year on the way)"
+                                         if result.is_provisional else ""))
+
+
+# --- checks (issue 4) --------------------------------------------------------------------
+
+@cli.group()
+def checks() -> None:
+    """The parallel spatial checks: run them on a project, re-check after a layer change."""
+
+
+@checks.command("run")
+@click.argument("project_code")
+@click.option("--purpose", default="review", type=click.Choice(["self_check", "review", "recheck"]))
+def checks_run(project_code, purpose) -> None:
+    """Run every department's checks on PROJECT_CODE and print the results."""
+    import sqlalchemy as sa
+
+    from .checks.engine import run_project_checks, run_results
+    from .errors import NotFoundError
+    from .models import Project
+
+    _settings, engine, scope = _session_scope()
+    with scope as session:
+        project = session.scalar(sa.select(Project).where(Project.code == project_code))
+        if project is None:
+            raise NotFoundError(f"no project {project_code!r}")
+        run = run_project_checks(session, None, project, purpose=purpose)
+        lines = [f"check run {run.id} of {project.code}: {run.summary}"
+                 + (f"; brings in {', '.join(run.extra_departments)}" if run.extra_departments else "")]
+        for result, _ in run_results(session, run):
+            if result.outcome != "pass":
+                lines.append(f"  {result.rule_id:24s} {result.outcome:14s} {result.message_en}")
+    engine.dispose()
+    click.echo("\n".join(lines))
+
+
+@checks.command("recheck")
+@click.argument("version_id", type=int)
+def checks_recheck(version_id) -> None:
+    """Re-check the projects in flight affected by layer version VERSION_ID."""
+    from .checks.engine import recheck_affected
+
+    _settings, engine, scope = _session_scope()
+    with scope as session:
+        run_ids = recheck_affected(session, version_id)
+    engine.dispose()
+    click.echo(f"{len(run_ids)} project(s) re-checked" + (f": runs {', '.join(map(str, run_ids))}" if run_ids else ""))
+
+
 # --- serving --------------------------------------------------------------------------
 
 def _port_free(host: str, port: int) -> bool:

@@ -26,7 +26,7 @@ PROJECT_STATES = ("draft", "submitted", "in_review", "in_correction", "approved"
 STAGE_STATES = ("intake", "in_review", "in_correction", "approved", "rejected")
 TASK_STATES = (
     "pending", "in_review", "approved", "approved_with_conditions",
-    "correction_requested", "rejected", "deemed_approved",
+    "correction_requested", "rejected", "deemed_approved", "awaiting_signoff",
 )
 CHECK_OUTCOMES = ("pass", "fail", "warn", "no_data", "not_applicable")
 CLOCK_KINDS = ("received", "accepted", "stop", "resume", "extension", "decided", "deemed")
@@ -138,6 +138,8 @@ class LayerFeature(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     content_hash: Mapped[str] = mapped_column(sa.String(64))
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True))
+    geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
+        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
 
 
 class Parcel(Base):
@@ -151,6 +153,10 @@ class Parcel(Base):
     area_m2: Mapped[float]
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
     is_retired: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
+        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
+    centre_web: Mapped[bytes | None] = mapped_column(  # its centroid, EPSG:3857, for small-scale tiles
+        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(ST_Centroid(geom), 3857))", persisted=True), deferred=True)
 
 
 project_parcels = sa.Table(
@@ -201,6 +207,8 @@ class Building(Base):
     gfa_m2: Mapped[float]
     use: Mapped[str] = mapped_column(sa.String(32))
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
+    geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
+        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
 
     project: Mapped[Project] = relationship(back_populates="buildings")
 
@@ -346,5 +354,140 @@ class ApiToken(Base):
 
 # --- workflow models (issue 5: intake, decisions, clocks, calendar) go below this line ---
 
+DECISIONS = ("approved", "approved_with_conditions", "correction_requested", "rejected")
+DECISION_STATES = ("proposed", "final", "returned")
+EXTENSION_STATES = ("pending", "approved", "refused")
+WARNING_LEVELS = ("yellow", "red")
+
+
+class CalendarOverride(Base):
+    """A day whose status the admin entered (the library lacks its year, or gets it wrong)."""
+
+    __tablename__ = "calendar_overrides"
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    is_workday: Mapped[bool]
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    entered_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CalendarYear(Base):
+    """A year whose whole schedule (State Council notice) was entered: no longer provisional."""
+
+    __tablename__ = "calendar_years"
+    year: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(sa.String(300))
+    entered_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StageSubmission(Base):
+    """One submission (or resubmission) of a stage's materials by the applicant."""
+
+    __tablename__ = "stage_submissions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"), index=True)
+    submitted_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    submitted_on: Mapped[dt.date]
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    materials: Mapped[list[str]] = mapped_column(sa.ARRAY(sa.String(64)), default=list)
+    is_resubmission: Mapped[bool] = mapped_column(default=False)
+
+
+class OutstandingItem(Base):
+    """A minor material accepted to follow later (容缺受理), with its own due date."""
+
+    __tablename__ = "outstanding_items"
+    __table_args__ = (sa.UniqueConstraint("stage_instance_id", "material_code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"), index=True)
+    material_code: Mapped[str] = mapped_column(sa.String(64))
+    name_zh: Mapped[str] = mapped_column(sa.String(300))
+    name_en: Mapped[str] = mapped_column(sa.String(300))
+    due_on: Mapped[dt.date]
+    received_on: Mapped[dt.date | None]
+    recorded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+
+
+class TaskDecision(Base):
+    """A reviewer's decision on a task: final at once, or proposed until the leader signs off."""
+
+    __tablename__ = "task_decisions"
+    __table_args__ = (
+        sa.CheckConstraint(_in("decision", DECISIONS), name="ck_task_decisions_decision"),
+        sa.CheckConstraint(_in("status", DECISION_STATES), name="ck_task_decisions_status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_task_id: Mapped[int] = mapped_column(sa.ForeignKey("review_tasks.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(sa.String(32))
+    opinion: Mapped[str] = mapped_column(sa.Text)
+    conditions: Mapped[str | None] = mapped_column(sa.Text)
+    correction_items: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(sa.String(16), default="final")
+    decided_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    decided_on: Mapped[dt.date]
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    signed_off_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    signed_off_at: Mapped[dt.datetime | None]
+    signoff_note: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class ExtensionRequest(Base):
+    """A reviewer's request for more working days (art. 42), approved or refused by the leader."""
+
+    __tablename__ = "extension_requests"
+    __table_args__ = (sa.CheckConstraint(_in("status", EXTENSION_STATES), name="ck_extension_requests_status"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_task_id: Mapped[int] = mapped_column(sa.ForeignKey("review_tasks.id", ondelete="CASCADE"), index=True)
+    days: Mapped[int]
+    reason: Mapped[str] = mapped_column(sa.Text)
+    requested_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    requested_on: Mapped[dt.date]
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class EarlyNotice(Base):
+    """A read-only early notice to a department of the next stage (提前介入)."""
+
+    __tablename__ = "early_notices"
+    __table_args__ = (sa.UniqueConstraint("stage_instance_id", "department_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stage_instance_id: Mapped[int] = mapped_column(sa.ForeignKey("stage_instances.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("departments.id"))
+    next_stage: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TaskWarning(Base):
+    """A yellow or red warning raised by the sweep, once per task, level and deadline."""
+
+    __tablename__ = "task_warnings"
+    __table_args__ = (
+        sa.UniqueConstraint("review_task_id", "level", "due_on"),
+        sa.CheckConstraint(_in("level", WARNING_LEVELS), name="ck_task_warnings_level"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_task_id: Mapped[int] = mapped_column(sa.ForeignKey("review_tasks.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(sa.String(8))
+    due_on: Mapped[dt.date]
+    raised_on: Mapped[dt.date]
+    raised_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 
 # --- check models (issue 4: rule runs, overrides, re-checks) go below this line ---
+# Columns of the check engine on the existing check tables (migration 0006_checks).
+CheckRun.previous_run_id = mapped_column(sa.Integer, sa.ForeignKey("check_runs.id", ondelete="SET NULL"),
+                                         nullable=True)
+CheckRun.trigger_version_id = mapped_column(sa.Integer, sa.ForeignKey("layer_versions.id"), nullable=True)
+CheckRun.extra_departments = mapped_column(sa.ARRAY(sa.String(32)), nullable=False, default=list,
+                                           server_default="{}")
+CheckRun.summary = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
+CheckRun.changes = mapped_column(JSONB, nullable=False, default=list, server_default="[]")
+CheckResult.details = mapped_column(JSONB, nullable=False, default=dict, server_default="{}")
+CheckResult.adds_department = mapped_column(sa.String(32), nullable=True)
+CheckResult.created_at = mapped_column(sa.DateTime(timezone=True), nullable=False, default=utcnow,
+                                       server_default=sa.func.now())

@@ -17,7 +17,7 @@ from gisapproval.errors import DatabaseUnavailableError
 
 # The areas of the front, each a module with ``init_app(app)`` that registers its blueprints
 # (HTML and API), navigation entries and messages. A new area adds its module name here.
-AREAS = ("auth", "pages")
+AREAS = ("auth", "pages", "layers", "tiles", "mapapi", "ogcapi", "exports", "workflow", "projects")
 
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # uploads are zipped shapefiles / GeoPackages of footprints
 
