@@ -123,7 +123,8 @@ def projects():
 def project(project_id: int):
     db, user = get_db(), current_user()
     view = wv.project_view(db, user, project_id, _today())
-    return render_template("workflow/project.html", v=view, timeline=wv.timeline(db, user, project_id))
+    return render_template("workflow/project.html", v=view, timeline=wv.timeline(db, user, project_id),
+                           joint_extension_days=wv.process().joint_extension_days)
 
 
 @bp.route("/projects/<int:project_id>/submit", methods=["POST"])
@@ -254,6 +255,15 @@ def extension(task_id: int):
     review.request_extension(get_db(), current_user(), task_id, request.form.get("reason", ""),
                              request.form.get("days", type=int))
     return _done("workflow_done", url_for(".task", task_id=task_id))
+
+
+@bp.route("/stages/<int:stage_id>/joint-extension", methods=["POST"])
+@roles_required("leader")
+def joint_extension(stage_id: int):
+    event = review.extend_joint_deadline(get_db(), current_user(), stage_id, request.form.get("reason", ""),
+                                         request.form.get("days", type=int))
+    project_id = review.get_stage(get_db(), event.stage_instance_id).project_id
+    return _done("workflow_done", url_for(".project", project_id=project_id))
 
 
 @bp.route("/leader")

@@ -178,6 +178,16 @@ def init_app(app) -> None:
         get_db().commit()
         return jsonify(out)
 
+    @blp.route("/stages/<int:stage_id>/joint-extension", methods=["POST"])
+    @api.api_login_required("leader")
+    def joint_extension(stage_id):
+        """A leader extends the stage's joint-handling limit (default: the configured 15 working days)."""
+        b = _body()
+        e = review.extend_joint_deadline(get_db(), api.api_user(), stage_id, b.get("reason", ""), b.get("days"))
+        out = {"stage_id": stage_id, "days": e.days, "on": e.on.isoformat(), "reason": e.reason}
+        get_db().commit()
+        return jsonify(out), 201
+
     @blp.route("/supervision")
     @api.api_login_required("supervisor", "admin", "leader")
     def supervision_metrics():

@@ -30,6 +30,7 @@ from .base import (
     get_task,
     process,
     require_department_role,
+    require_role,
     settle_stage,
     today_in_china,
 )
@@ -304,6 +305,37 @@ def decide_extension(session: Session, actor: User, request_id: int, approve: bo
                  project_id=task.stage_instance.project_id)
     session.flush()
     return req
+
+
+def extend_joint_deadline(session: Session, actor: User, stage_id: int, reason: str, days: int | None = None,
+                          *, today: dt.date | None = None) -> ClockEvent:
+    """A leader extends a stage's joint-handling limit (art. 42: 45 working days, extendable by 15);
+    the reason is shown to the applicant. Extensions of one stage add up to at most the
+    configured joint extension."""
+    today = today or today_in_china()
+    require_role(actor, "leader")
+    stage = get_stage(session, stage_id, lock=True)
+    if stage.accepted_on is None or stage.status not in ("in_review", "in_correction"):
+        raise ConflictError(f"the stage is {stage.status}; only a stage under review can be extended",
+                            where=f"stage {stage.id}")
+    allowed = process().joint_extension_days
+    days = allowed if days is None else days
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        raise InputError("days must be a whole number of at least 1", where="days")
+    reason = _text(reason, "reason", True)
+    taken = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(ClockEvent.days), 0)).where(
+        ClockEvent.stage_instance_id == stage.id, ClockEvent.review_task_id.is_(None),
+        ClockEvent.kind == "extension"))
+    if taken + days > allowed:
+        raise InputError(f"the joint limit may be extended by at most {allowed} working days in all "
+                         f"({taken} already granted)", where="days")
+    event = ClockEvent(stage_instance_id=stage.id, review_task_id=None, kind="extension", on=today, days=days,
+                       reason=reason, approved_by_id=actor.id)
+    session.add(event)
+    session.flush()
+    record_event(session, actor, "stage.joint_limit_extended", stage, {"days": days, "reason": reason},
+                 project_id=stage.project_id)
+    return event
 
 
 def stage_of(session: Session, task: ReviewTask):

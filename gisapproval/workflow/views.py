@@ -308,8 +308,11 @@ def stage_view(session: Session, calendar, stage: StageInstance, today: dt.date,
 
         facts = [ClockFact(e.kind, e.on, e.days) for e in stage_events if e.kind in ("stop", "resume", "extension")]
         d = compute_deadline(calendar, stage.accepted_on, process().joint_legal_limit_days, facts)
+        extensions = [e for e in stage_events if e.kind == "extension"]
         joint = {"due_on": d.due_on, "is_stopped": d.is_stopped, "is_provisional": d.is_provisional,
-                 "limit_days": process().joint_legal_limit_days}
+                 "limit_days": process().joint_legal_limit_days,
+                 "extension_days": sum(e.days or 0 for e in extensions),
+                 "extension_reasons": [e.reason for e in extensions if e.reason]}
     art32 = calendar.add(stage.received_on, process().acceptance_limit_days)
     out = {
         "id": stage.id, "stage": stage.stage, "name_zh": spec.name_zh, "name_en": spec.name_en,

@@ -225,3 +225,25 @@ def test_supervision_measures_each_post(client, web):
     steps = {s["step"]: s for s in client.get("/api/workflow/supervision").get_json()["steps"]}
     assert steps["intake"]["handled"] > 0 and steps["intake"]["avg_limit_days"] >= 1
     assert "按岗位环节" in client.get("/workflow/supervision").get_data(as_text=True)
+
+
+def test_leader_extends_the_joint_limit_on_the_project_page(own_client, web):
+    client, engine = own_client
+    with Session(engine) as s:
+        stage = s.scalars(sa.select(StageInstance).where(StageInstance.status == "in_review")
+                          .order_by(StageInstance.id)).first()
+        stage_id, project_id = stage.id, stage.project_id
+    web.login(client, "leader")
+    page = client.get(f"/workflow/projects/{project_id}").get_data(as_text=True)
+    assert f'id="wf-joint-extension-{stage_id}"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post(f"/workflow/stages/{stage_id}/joint-extension",
+                       data={"csrf_token": token, "days": "15", "reason": "需组织联合踏勘"})
+    assert resp.status_code == 302
+    page = client.get(f"/workflow/projects/{project_id}").get_data(as_text=True)
+    assert "+15: 需组织联合踏勘" in page and f'id="wf-joint-extension-{stage_id}"' not in page
+    web.login(client, "planning_reviewer")
+    token = web.csrf_token(client.get("/workflow/tasks").get_data(as_text=True))
+    resp = client.post(f"/workflow/stages/{stage_id}/joint-extension",
+                       data={"csrf_token": token, "days": "1", "reason": "x"})
+    assert resp.status_code == 403

@@ -216,3 +216,26 @@ def test_applicant_cannot_see_anothers_project(wf):
     p = wf.project(applicant="applicant1")
     with pytest.raises(NotFoundError):
         project_view(wf.s, wf.user("applicant2"), p.id, MON)
+
+
+def test_joint_handling_limit_45_extendable_by_15(wf):
+    from gisapproval.workdays import Calendar
+
+    p, stage = _accepted(wf)
+    applicant = wf.user("applicant1")
+    joint = project_view(wf.s, applicant, p.id, dt.date(2026, 11, 10))["stages"][0]["joint"]
+    assert joint["limit_days"] == 45 and joint["due_on"] == Calendar().add(MON, 45).day
+    with pytest.raises(PermissionDeniedError):
+        review.extend_joint_deadline(wf.s, wf.user("planning_reviewer"), stage.id, "复杂项目")
+    with pytest.raises(InputError, match="reason is required"):
+        review.extend_joint_deadline(wf.s, wf.user("leader"), stage.id, "  ")
+    review.extend_joint_deadline(wf.s, wf.user("leader"), stage.id, "涉及多部门协调，需联合踏勘", 10,
+                                 today=dt.date(2026, 11, 10))
+    with pytest.raises(InputError, match="at most 15 working days in all \\(10 already granted\\)"):
+        review.extend_joint_deadline(wf.s, wf.user("leader"), stage.id, "再次延期", 6)
+    review.extend_joint_deadline(wf.s, wf.user("leader"), stage.id, "再次延期", 5, today=dt.date(2026, 11, 11))
+    joint = project_view(wf.s, applicant, p.id, dt.date(2026, 11, 11))["stages"][0]["joint"]
+    assert joint["due_on"] == Calendar().add(MON, 60).day and joint["extension_days"] == 15
+    assert joint["extension_reasons"] == ["涉及多部门协调，需联合踏勘", "再次延期"]
+    assert wf.s.scalar(sa.select(sa.func.count()).select_from(Event).where(
+        Event.type == "stage.joint_limit_extended", Event.project_id == p.id)) == 2
