@@ -8,7 +8,9 @@ valid_to), NULL = still valid).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,16 @@ def store_raster(store_dir: Path, source: Path) -> tuple[Path, str]:
     store_dir.mkdir(parents=True, exist_ok=True)
     target = store_dir / f"{digest}{source.suffix.lower()}"
     if not target.exists():
-        tmp = target.with_suffix(".part")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        # a name of its own per writer: two imports of the same file may store it at once
+        fd, tmp_name = tempfile.mkstemp(dir=store_dir, prefix=f".{digest[:16]}-", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o644)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return target, digest
 
 

@@ -8,8 +8,8 @@ Evidence: the cells over the limit, as polygons clipped to the footprint.
 from __future__ import annotations
 
 import math
+import threading
 import warnings
-from functools import lru_cache
 
 import numpy as np
 import rasterio
@@ -20,9 +20,23 @@ from rasterio.windows import Window, from_bounds
 from .predicates import ROUND_DIGITS
 
 
-@lru_cache(maxsize=16)
+_local = threading.local()
+
+
 def _open(path: str):
-    return rasterio.open(path)
+    """An open dataset for ``path``, one per thread: a GDAL dataset handle must not be shared
+    between threads (concurrent reads through one handle corrupt each other's blocks)."""
+    cache = getattr(_local, "datasets", None)
+    if cache is None:
+        cache = _local.datasets = {}
+    src = cache.get(path)
+    if src is None or src.closed:
+        if len(cache) >= 16:
+            for old in cache.values():
+                old.close()
+            cache.clear()
+        src = cache[path] = rasterio.open(path)
+    return src
 
 
 def _window(src, geom, pad: int) -> Window | None:
