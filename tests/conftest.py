@@ -3,6 +3,7 @@ reached the fixtures fail with the reason (they never skip)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -41,19 +42,35 @@ def empty_db_url(settings):
     drop_database(url)
 
 
-@pytest.fixture(scope="session")
-def db_url(settings):
-    """A throwaway database migrated to head with the sample district loaded."""
+@contextlib.contextmanager
+def sample_database(settings, label: str):
+    """A throwaway database migrated to head with the sample district loaded, dropped afterwards."""
     from gisapproval.sample import load_sample
 
-    url = _throwaway_url(settings, "sample")
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    with session_scope(make_session_factory(engine)) as session:
-        load_sample(session, settings)
-    engine.dispose()
-    yield url
-    drop_database(url)
+    url = _throwaway_url(settings, label)
+    try:
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        with session_scope(make_session_factory(engine)) as session:
+            load_sample(session, settings)
+        engine.dispose()
+        yield url
+    finally:
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def own_sample_db(settings):
+    """``with own_sample_db("label") as url:`` — a sample database of the test's own, for tests
+    that change shared state (publish layers, decide tasks) and must not disturb the others."""
+    return lambda label: sample_database(settings, label)
+
+
+@pytest.fixture(scope="session")
+def db_url(own_sample_db):
+    """A throwaway database migrated to head with the sample district loaded."""
+    with own_sample_db("sample") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -104,11 +121,26 @@ class LiveServer:
         self._server.shutdown()
 
 
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served on a free localhost port by a background thread, until the block ends."""
+    server = LiveServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def serve():
+    """``with serve(app) as server: server.url`` — for tests with an app of their own."""
+    return serving
+
+
 @pytest.fixture(scope="session")
 def live_server(app):
-    server = LiveServer(app).start()
-    yield server
-    server.stop()
+    with serving(app) as server:
+        yield server
 
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

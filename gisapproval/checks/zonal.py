@@ -39,6 +39,14 @@ def _open(path: str):
     return src
 
 
+def clear_cache() -> None:
+    """Close this thread's open datasets (stored rasters never change under their name, but a
+    test may write a new file where an old one was)."""
+    for src in getattr(_local, "datasets", {}).values():
+        src.close()
+    _local.datasets = {}
+
+
 def _window(src, geom, pad: int) -> Window | None:
     x0, y0, x1, y1 = geom.bounds
     win = from_bounds(x0, y0, x1, y1, transform=src.transform)

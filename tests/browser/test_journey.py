@@ -8,8 +8,6 @@ The journey commits, so it runs on a database and a server of its own."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import secrets
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,10 +16,8 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon
 from sqlalchemy.orm import Session
 
-from gisapproval import migrate
 from gisapproval.accounts import create_user
-from gisapproval.config import database_url
-from gisapproval.db import drop_database, ensure_database, make_engine
+from gisapproval.db import make_engine
 from gisapproval.models import (
     SRID,
     Building,
@@ -31,7 +27,6 @@ from gisapproval.models import (
     User,
     project_parcels,
 )
-from gisapproval.sample import load_sample
 
 PASSWORD = "gisdemo2026"
 REVIEWER = {"land": "land_reviewer", "planning": "planning_reviewer", "construction": "construction_reviewer",
@@ -40,15 +35,16 @@ LEADER = {"land": "land_leader", "planning": "leader", "construction": "construc
 
 
 @pytest.fixture(scope="module")
-def journey(settings):
+def journey(own_sample_db, serve):
+    with own_sample_db("journey") as url:
+        yield from _journey(url, serve)
+
+
+def _journey(url, serve):
     from web import create_app
 
-    url = database_url(settings, f"gisapproval_test_journey_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
     engine = make_engine(url, poolclass=sa.pool.NullPool)
     with Session(engine) as s:
-        load_sample(s, settings)
         for dept in ("land", "construction"):
             create_user(s, None, username=f"{dept}_leader", password=PASSWORD, display_name=f"{dept}局分管领导",
                         roles=["leader"], department_code=dept)
@@ -70,17 +66,10 @@ def journey(settings):
         s.commit()
         pid = project.id
     app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "journey", "WTF_CSRF_ENABLED": True})
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"url": f"http://127.0.0.1:{server.server_port}", "engine": engine, "project_id": pid}
-    server.shutdown()
+    with serve(app) as server:
+        yield {"url": server.url, "engine": engine, "project_id": pid}
     engine.dispose()
-    drop_database(url)
+    app.extensions["gisapproval"].engine.dispose()
 
 
 class Users:

@@ -4,9 +4,6 @@ and rolls back after confirming. Screenshots: tests/artifacts/layers_*.png."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,15 +11,6 @@ import geopandas as gpd
 import pytest
 import shapely
 
-from gisapproval import migrate
-from gisapproval.config import database_url
-from gisapproval.db import (
-    drop_database,
-    ensure_database,
-    make_engine,
-    make_session_factory,
-    session_scope,
-)
 from web.layers import DIFF_COLOURS
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -31,28 +19,15 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 @pytest.fixture(scope="module")
-def layers_server(settings):
+def layers_server(own_sample_db, serve):
     """A live server on a database of its own (these tests publish layer versions)."""
-    from werkzeug.serving import make_server
-
-    from gisapproval.sample import load_sample
     from web import create_app
 
-    url = database_url(settings, f"gisapproval_test_layersbrowser_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    with session_scope(make_session_factory(engine)) as session:
-        load_sample(session, settings)
-    engine.dispose()
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    app.extensions["gisapproval"].engine.dispose()
-    drop_database(url)
+    with own_sample_db("layersbrowser") as url:
+        app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
+        with serve(app) as server:
+            yield server.url
+        app.extensions["gisapproval"].engine.dispose()
 
 
 def farmland(keys, shift=0.0, area=6400.0):

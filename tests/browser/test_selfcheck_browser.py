@@ -17,26 +17,11 @@ PASSWORD = "gisdemo2026"
 
 
 @pytest.fixture(scope="module")
-def own_db_url(settings):
+def own_db_url(own_sample_db):
     """A database of this module's own (migrated, sample loaded): the drafts this test commits
     must not show up in the shared test database, whose sample projects were all submitted."""
-    import os
-    import secrets
-
-    from gisapproval import migrate
-    from gisapproval.config import database_url
-    from gisapproval.db import drop_database, ensure_database
-    from gisapproval.sample import load_sample
-
-    url = database_url(settings, f"gisapproval_test_selfcheck_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url, poolclass=sa.pool.NullPool)
-    with session_scope(make_session_factory(engine)) as session:
-        load_sample(session, settings)
-    engine.dispose()
-    yield url
-    drop_database(url)
+    with own_sample_db("selfcheck") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +32,12 @@ def web_db(own_db_url):
 
 
 @pytest.fixture(scope="module")
-def own_live_server(own_db_url):
-    import threading
-
-    from werkzeug.serving import make_server
-
+def own_live_server(own_db_url, serve):
     from web import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": own_db_url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_port}"
-    yield server
-    server.shutdown()
+    with serve(app) as server:
+        yield server
 
 
 def _prepare(web_db) -> int:

@@ -9,9 +9,7 @@ sample loaded) rather than the session-wide one other tests read.
 from __future__ import annotations
 
 import io
-import os
 import re
-import secrets
 import zipfile
 from pathlib import Path
 
@@ -24,14 +22,8 @@ import sqlalchemy as sa
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from gisapproval import migrate
-from gisapproval.config import database_url
 from gisapproval.db import (
-    drop_database,
-    ensure_database,
     make_engine,
-    make_session_factory,
-    session_scope,
 )
 from gisapproval.models import Event, Layer, LayerFeature, LayerVersion
 
@@ -42,18 +34,9 @@ UPLOAD_LIMIT = 3_000_000
 # --- an app on a database of its own -------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def ldb_url(settings):
-    from gisapproval.sample import load_sample
-
-    url = database_url(settings, f"gisapproval_test_layersweb_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    with session_scope(make_session_factory(engine)) as session:
-        load_sample(session, settings)
-    engine.dispose()
-    yield url
-    drop_database(url)
+def ldb_url(own_sample_db):
+    with own_sample_db("layersweb") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ shrinking) so that CI stays fast."""
 
 from __future__ import annotations
 
-import os
-import secrets
 
 import pytest
 import schemathesis
@@ -21,27 +19,21 @@ MAX_EXAMPLES = 6
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(settings):
+def fuzz_app(own_sample_db):
     """An app on its own database (migrated, sample loaded): generated writes touch no other test's data."""
-    from gisapproval import migrate
-    from gisapproval.config import database_url
-    from gisapproval.db import drop_database, ensure_database, make_engine, make_session_factory, session_scope
-    from gisapproval.sample import load_sample
+    from gisapproval.db import make_engine
     from web import create_app
 
-    url = database_url(settings, f"gisapproval_test_fuzz_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url, poolclass=sa.pool.NullPool)
-    with session_scope(make_session_factory(engine)) as session:
-        load_sample(session, settings)
-    with Session(engine) as s:
-        user = s.scalar(sa.select(User).where(User.username == "supervisor"))
-        token = create_api_token(s, user, user, "schemathesis")
-        s.commit()
-    engine.dispose()
-    yield create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "fuzz", "WTF_CSRF_ENABLED": True}), token
-    drop_database(url)
+    with own_sample_db("fuzz") as url:
+        engine = make_engine(url, poolclass=sa.pool.NullPool)
+        with Session(engine) as s:
+            user = s.scalar(sa.select(User).where(User.username == "supervisor"))
+            token = create_api_token(s, user, user, "schemathesis")
+            s.commit()
+        engine.dispose()
+        app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "fuzz", "WTF_CSRF_ENABLED": True})
+        yield app, token
+        app.extensions["gisapproval"].engine.dispose()
 
 
 def test_no_generated_request_makes_the_server_fail(fuzz_app):

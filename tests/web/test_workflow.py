@@ -1,18 +1,13 @@
 """The joint-approval pages and API: who may see and do what, the public look-up, the document."""
 
-import os
 import re
-import secrets
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gisapproval import migrate
-from gisapproval.config import database_url
-from gisapproval.db import drop_database, ensure_database, make_engine
+from gisapproval.db import make_engine
 from gisapproval.models import Project, ReviewTask, StageInstance, User
-from gisapproval.sample import load_sample
 
 
 def _sample_project(web_db, **where):
@@ -124,20 +119,15 @@ def test_combined_document_html_and_pdf(client, web, web_db):
 # --- decisions through the API, on a database of their own (they commit) -----------------
 
 @pytest.fixture(scope="module")
-def own_client(settings):
+def own_client(own_sample_db):
     from web import create_app
 
-    url = database_url(settings, f"gisapproval_test_wfweb_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
-    engine = make_engine(url, poolclass=sa.pool.NullPool)
-    with Session(engine) as s:
-        load_sample(s, settings)
-        s.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
-    yield app.test_client(), engine
-    engine.dispose()
-    drop_database(url)
+    with own_sample_db("wfweb") as url:
+        engine = make_engine(url, poolclass=sa.pool.NullPool)
+        app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
+        yield app.test_client(), engine
+        engine.dispose()
+        app.extensions["gisapproval"].engine.dispose()
 
 
 def _token(engine, username):

@@ -244,7 +244,7 @@ def _raster(tmp_path, values, name):
     with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=1, dtype="float32", crs="EPSG:4547",
                        transform=from_origin(X0, Y0 + h, 1.0, 1.0), nodata=-9999) as dst:
         dst.write(values.astype("float32"), 1)
-    zonal._open.cache_clear()
+    zonal.clear_cache()
     return str(path)
 
 

@@ -2,18 +2,14 @@
 twice at once, it gives the same state. These tests commit, so they use their own database."""
 
 import datetime as dt
-import os
-import secrets
 import threading
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gisapproval import migrate
 from gisapproval.accounts import create_user
-from gisapproval.config import database_url
-from gisapproval.db import drop_database, ensure_database, make_engine
+from gisapproval.db import make_engine
 from gisapproval.models import (
     ClockEvent,
     Event,
@@ -22,7 +18,6 @@ from gisapproval.models import (
     TaskWarning,
     User,
 )
-from gisapproval.sample import load_sample
 from gisapproval.workflow import intake, review
 from gisapproval.workflow.sweep import sweep
 from gisapproval.workflow.views import task_detail
@@ -31,19 +26,19 @@ D = dt.date.fromisoformat
 
 
 @pytest.fixture(scope="module")
-def own_engine(settings):
-    url = database_url(settings, f"gisapproval_test_sweep_{os.getpid()}_{secrets.token_hex(3)}")
-    ensure_database(url)
-    migrate.upgrade(url)
+def own_engine(own_sample_db):
+    with own_sample_db("sweep") as url:
+        yield from _own_engine(url)
+
+
+def _own_engine(url):
     engine = make_engine(url, poolclass=sa.pool.NullPool)
     with Session(engine) as s:
-        load_sample(s, settings)
         create_user(s, None, username="land_leader", password="secret123", display_name="国土局领导",
                     roles=["leader"], department_code="land")
         s.commit()
     yield engine
     engine.dispose()
-    drop_database(url)
 
 
 def _u(s, name):
