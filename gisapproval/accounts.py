@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .audit import record_event
-from .config import LAYERS_DIR
+from .config import LAYERS_DIR, read_toml
 from .errors import AuthenticationError, ConfigurationError, InputError
 from .models import ROLES, Department, User, UserRole
 
@@ -21,10 +20,7 @@ _DUMMY_HASH = generate_password_hash("not a password")
 def sync_departments(session: Session, path=None) -> list[Department]:
     """Insert or update the departments declared in layers/departments.toml."""
     path = path or LAYERS_DIR / "departments.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    data = read_toml(path, "department list")
     existing = {d.code: d for d in session.scalars(sa.select(Department))}
     out = []
     for i, entry in enumerate(data.get("department", [])):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .config import LAYERS_DIR
+from .config import LAYERS_DIR, read_toml
 from .errors import ConfigurationError
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -80,12 +79,7 @@ def _distance(value, label: str) -> float:
 
 def load_catalogue(path: Path | None = None, departments: set[str] | None = None) -> dict[str, LayerSpec]:
     path = path or LAYERS_DIR / "catalogue.toml"
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError("layer catalogue not found", where=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    data = read_toml(path, "layer catalogue")
     specs: dict[str, LayerSpec] = {}
     for i, entry in enumerate(data.get("layer", [])):
         spec = _spec(entry, i, str(path), departments)

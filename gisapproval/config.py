@@ -62,14 +62,21 @@ def default_home() -> Path:
     return Path(xdg) / "gisapproval"
 
 
-def load_jurisdiction(path: Path | None = None) -> Jurisdiction:
-    path = Path(os.environ.get("GISAPPROVAL_JURISDICTION_FILE") or path or LAYERS_DIR / "jurisdiction.toml")
+def read_toml(path: Path | str, what: str) -> dict:
+    """A configuration file under layers/ as a dict; a missing file or bad TOML is one
+    ConfigurationError naming the file (``what`` says what the file is for)."""
+    path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigurationError("jurisdiction file not found", where=str(path)) from None
+        raise ConfigurationError(f"{what} not found", where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+
+
+def load_jurisdiction(path: Path | None = None) -> Jurisdiction:
+    path = Path(os.environ.get("GISAPPROVAL_JURISDICTION_FILE") or path or LAYERS_DIR / "jurisdiction.toml")
+    data = read_toml(path, "jurisdiction file")
     try:
         srid = int(os.environ.get("GISAPPROVAL_SRID") or data["srid"])
         extent = tuple(float(v) for v in data["extent"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +25,7 @@ from pyproj import CRS, Transformer
 from sqlalchemy.orm import Session
 
 from .audit import record_event
-from .config import LAYERS_DIR, Settings
+from .config import LAYERS_DIR, Settings, read_toml
 from .errors import InputError, NotFoundError, PermissionDeniedError
 from .layerimport import (
     ImportLimits,
@@ -68,7 +67,7 @@ class FootprintLimits:
 
 @lru_cache(maxsize=1)
 def footprint_limits() -> FootprintLimits:
-    data = tomllib.loads((LAYERS_DIR / "rules" / "_footprints.toml").read_text(encoding="utf-8"))
+    data = read_toml(LAYERS_DIR / "rules" / "_footprints.toml", "footprint limits")
     data["uses"] = tuple(data["uses"])
     return FootprintLimits(**data)
 

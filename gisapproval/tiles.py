@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from .config import LAYERS_DIR
+from .config import LAYERS_DIR, read_toml
 from .errors import ConfigurationError, InputError, NotFoundError
 from .mapdata import IN_FLIGHT, category_of, overlapping_building_condition, shown_project_per_parcel, visible_projects
 from .models import SRID, Building, Layer, LayerFeature, LayerVersion, Parcel, User
@@ -55,12 +54,9 @@ class TileSettings:
 @lru_cache(maxsize=4)
 def load_tile_settings(path: Path | None = None) -> TileSettings:
     path = Path(path or LAYERS_DIR / "map.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))["tiles"]
-    except FileNotFoundError:
-        raise ConfigurationError("map configuration not found", where=str(path)) from None
-    except (tomllib.TOMLDecodeError, KeyError) as exc:
-        raise ConfigurationError(f"needs a [tiles] table of valid TOML ({exc})", where=str(path)) from None
+    data = read_toml(path, "map configuration").get("tiles")
+    if not isinstance(data, dict):
+        raise ConfigurationError("needs a [tiles] table", where=str(path))
     try:
         settings = TileSettings(**{name: type_(data[name]) for name, type_ in (
             ("min_zoom", int), ("max_zoom", int), ("parcel_min_zoom", int), ("cell_px", int), ("extent", int),

@@ -7,13 +7,12 @@ or mistyped parameter, a duplicate rule id, an unknown severity.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from ..catalogue import default_catalogue
-from ..config import LAYERS_DIR
+from ..config import LAYERS_DIR, read_toml
 from ..errors import ConfigurationError
 from .registry import evaluator_spec
 
@@ -43,7 +42,7 @@ class Rule:
 
 
 def _departments() -> set[str]:
-    data = tomllib.loads((LAYERS_DIR / "departments.toml").read_text(encoding="utf-8"))
+    data = read_toml(LAYERS_DIR / "departments.toml", "department list")
     return {d["code"] for d in data.get("department", [])}
 
 
@@ -149,10 +148,7 @@ def load_rules(directory: Path | None = None) -> dict[str, Rule]:
     layers = default_catalogue()
     rules: dict[str, Rule] = {}
     for path in files:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+        data = read_toml(path, "rule set")
         dept = data.get("department")
         if dept not in departments:
             raise ConfigurationError(f"unknown or missing department {dept!r}", where=str(path))

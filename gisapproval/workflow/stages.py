@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import LAYERS_DIR
+from ..config import LAYERS_DIR, read_toml
 from ..errors import ConfigurationError
 
 
@@ -88,12 +87,7 @@ def _int(value, label: str, minimum: int = 0) -> int:
 
 def load_process(path: Path | None = None, departments: set[str] | None = None) -> ProcessSettings:
     path = Path(path or LAYERS_DIR / "stages.toml")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError("stage configuration not found", where=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"not valid TOML: {exc}", where=str(path)) from None
+    data = read_toml(path, "stage configuration")
     d = data.get("defaults", {})
     stages: dict[int, StageSpec] = {}
     for i, st in enumerate(data.get("stage", [])):
