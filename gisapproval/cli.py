@@ -8,6 +8,7 @@ import socket
 import sys
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from . import cluster
 from .config import database_url, load_settings
@@ -499,6 +500,21 @@ def main() -> None:
     except GisApprovalError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except (sa_exc.ProgrammingError, sa_exc.OperationalError) as exc:
+        click.echo(f"error: {database_problem(exc)}", err=True)
+        sys.exit(2)
+
+
+def database_problem(exc) -> str:
+    """One line for a database error a user can fix: a schema behind the code, or no server."""
+    import psycopg.errors as pg
+
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, (pg.UndefinedTable, pg.UndefinedColumn)):
+        return (f"the database schema is older than this code ({str(orig).splitlines()[0]}); "
+                "run `gisapproval db upgrade` (or `./platform setup`)")
+    first = str(orig or exc).strip().splitlines()[0]
+    return f"database error: {first}"
 
 
 if __name__ == "__main__":

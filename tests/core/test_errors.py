@@ -111,3 +111,21 @@ def _reachable(path: Path) -> Path:
         import shutil
         shutil.rmtree(target)
     return target
+
+
+def test_a_schema_behind_the_code_is_one_clear_line(settings):
+    from gisapproval import migrate
+    from gisapproval.config import database_url
+    from gisapproval.db import drop_database
+
+    url = database_url(settings, f"gisapproval_test_oldschema_{os.getpid()}")
+    ensure_database(url)
+    try:
+        migrate.upgrade(url, "0004")
+        proc = _cli("calendar", "status", env={"DATABASE_URL": url})
+    finally:
+        drop_database(url)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith("error: the database schema is older than this code") and "db upgrade" in lines[0]
