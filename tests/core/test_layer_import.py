@@ -324,13 +324,18 @@ def test_only_editors_of_the_owning_department(session, settings, tmp_path):
         rollback_layer(session, users["planning_reviewer"], "basic_farmland", 1)
 
 
-def test_a_change_under_a_project_in_flight_is_recorded_as_its_impact(session, settings, tmp_path):
+def _hazard_under_a_project_in_review(session, settings, tmp_path):
+    """Import a hazard zone lying on a footprint of a project in review; (project id, report)."""
     project_id, wkt = session.execute(sa.text(
         "SELECT b.project_id, ST_AsText(ST_Buffer(ST_Centroid(b.geom), 5)) FROM buildings b JOIN projects p ON"
         " p.id = b.project_id WHERE p.status = 'in_review' ORDER BY p.id LIMIT 1")).one()
     frame = hazard_frame(2)
     frame.loc[1, "geometry"] = shapely.from_wkt(wkt)
-    report = do_import(session, settings, write(frame, tmp_path / "h.gpkg"))
+    return project_id, do_import(session, settings, write(frame, tmp_path / "h.gpkg"))
+
+
+def test_a_change_under_a_project_in_flight_is_recorded_as_its_impact(session, settings, tmp_path):
+    project_id, report = _hazard_under_a_project_in_review(session, settings, tmp_path)
     assert project_id in report.affected_project_ids
     version = session.get(LayerVersion, report.version_id)
     assert project_id in version.affected_project_ids
@@ -401,12 +406,7 @@ def test_diff_geojson_carries_old_and_new_attributes(session, settings, tmp_path
 def test_affected_projects_are_rechecked_when_the_version_commits(session, settings, tmp_path):
     from gisapproval.models import CheckRun
 
-    project_id, wkt = session.execute(sa.text(
-        "SELECT b.project_id, ST_AsText(ST_Buffer(ST_Centroid(b.geom), 5)) FROM buildings b JOIN projects p ON"
-        " p.id = b.project_id WHERE p.status = 'in_review' ORDER BY p.id LIMIT 1")).one()
-    frame = hazard_frame(2)
-    frame.loc[1, "geometry"] = shapely.from_wkt(wkt)
-    report = do_import(session, settings, write(frame, tmp_path / "h.gpkg"))
+    project_id, report = _hazard_under_a_project_in_review(session, settings, tmp_path)
     assert report.recheck_run_ids
     runs = session.scalars(sa.select(CheckRun).where(CheckRun.id.in_(report.recheck_run_ids))).all()
     assert project_id in {r.project_id for r in runs}
