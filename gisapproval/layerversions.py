@@ -11,7 +11,6 @@ version. ``VersionReport.timings`` tells where an import's time went.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 import tempfile
 import time
@@ -35,9 +34,7 @@ from .layerimport import (
     read_vector,
 )
 from .layerstore import file_sha256, store_raster
-from .models import SRID, Layer, LayerFeature, LayerVersion, Project, User
-
-IN_FLIGHT = ("draft", "submitted", "in_review", "in_correction")
+from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User
 
 
 class LayerBusyError(GisApprovalError):
@@ -459,17 +456,6 @@ def diff_geojson(session: Session, layer_name: str, a: int, b: int, limit: int =
             features.append({"type": "Feature", "geometry": old,
                              "properties": {"key": key, "kind": "changed_before", "attrs": old_attrs}})
     return {"type": "FeatureCollection", "features": features}
-
-
-def version_as_of(session: Session, layer_name: str, when: dt.datetime) -> int | None:
-    """The number of the version that was live at ``when``."""
-    layer = get_layer(session, layer_name)
-    return session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(
-        LayerVersion.layer_id == layer.id, LayerVersion.state == "live", LayerVersion.created_at <= when))
-
-
-def in_flight_projects(session: Session) -> sa.Select:
-    return sa.select(Project.id).where(Project.status.in_(IN_FLIGHT))
 
 
 def save_upload(stream, filename: str, limit_bytes: int) -> Path:

@@ -23,6 +23,8 @@ ROLES = ("applicant", "clerk", "reviewer", "leader", "layer_editor", "supervisor
 LAYER_KINDS = ("vector", "raster")
 LAYER_VERSION_STATES = ("importing", "live", "failed")
 PROJECT_STATES = ("draft", "submitted", "in_review", "in_correction", "approved", "rejected", "completed", "withdrawn")
+# projects still being prepared or decided: layer changes re-check them, overlaps are reported between them
+IN_FLIGHT = ("draft", "submitted", "in_review", "in_correction")
 STAGE_STATES = ("intake", "in_review", "in_correction", "approved", "rejected")
 TASK_STATES = (
     "pending", "in_review", "approved", "approved_with_conditions",

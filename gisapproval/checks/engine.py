@@ -22,6 +22,7 @@ from ..audit import record_event
 from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..models import (
     CHECK_OUTCOMES,
+    IN_FLIGHT,
     SRID,
     Building,
     CheckResult,
@@ -33,7 +34,7 @@ from ..models import (
     User,
 )
 from . import predicates as P
-from .evaluators import IN_FLIGHT, Context, LayerRef
+from .evaluators import Context, LayerRef
 from .registry import get_evaluator
 from .rules import Rule, default_rules
 

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import func as F
 
-from ..models import Building, Parcel, Project, project_parcels
+from ..models import IN_FLIGHT, Building, Parcel, Project, project_parcels
 from . import predicates as P
 from .rules import Rule
-
-IN_FLIGHT = ("draft", "submitted", "in_review", "in_correction")
 
 
 @dataclass(frozen=True)
