@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -93,6 +94,16 @@ def authenticate(session: Session, username: str, password: str) -> User:
         raise AuthenticationError("wrong user name or password")
     record_event(session, user, "user.logged_in", user)
     return user
+
+
+def password_fingerprint(password_hash: str) -> str:
+    """A short digest of a password hash, kept in the session cookie so that changing the password
+    ends every session made with the old one (``password_fingerprint_sql`` is the same in SQL)."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def password_fingerprint_sql(password_hash: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.func.left(sa.func.encode(sa.func.sha256(sa.func.convert_to(password_hash, "UTF8")), "hex"), 16)
 
 
 def get_user(session: Session, user_id: int) -> User | None:

@@ -24,7 +24,8 @@ from .audit import record_event
 from .errors import InputError, NotFoundError, PermissionDeniedError
 from .mapdata import sees_all_projects
 from .models import SRID, Building, CheckResult, CheckRun, Department, LayerFeature, Project, User
-from .tiles import features_as_of, resolve_layer_version
+from .layerversions import features_as_of
+from .tiles import resolve_layer_version
 
 FORMATS = {
     "gpkg": ("GPKG", "application/geopackage+sqlite3"),
@@ -79,7 +80,7 @@ def export_layer_version(session: Session, actor: User, layer_name: str, version
     layer, found = resolve_layer_version(session, layer_name, version)
     f = LayerFeature
     frame = _frame(session, sa.select(f.id.label("feature_id"), f.feature_key, f.valid_from, f.valid_to, f.attrs,
-                                      f.geom).where(features_as_of(layer, found)).order_by(f.id))
+                                      f.geom).where(features_as_of(layer.id, found.number)).order_by(f.id))
     attrs = pd.json_normalize(frame.pop("attrs").tolist()) if len(frame) else pd.DataFrame()
     attrs = attrs.drop(columns=[c for c in attrs.columns if c in frame.columns], errors="ignore")
     frame = gpd.GeoDataFrame(pd.concat([frame.drop(columns="geom"), attrs.set_index(frame.index)], axis=1),

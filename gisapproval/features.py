@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from .errors import InputError, NotFoundError
 from .mapdata import PG_INT_MAX
 from .models import SRID, Building, Layer, LayerFeature, LayerVersion, Project, User
-from .tiles import features_as_of
+from .layerversions import features_as_of
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -94,14 +94,14 @@ def list_collections(session: Session, viewer: User | None) -> list[Collection]:
 
 def _attribute_names(session: Session, layer: Layer, version: LayerVersion) -> tuple[str, ...]:
     keys = session.scalars(
-        sa.select(sa.func.jsonb_object_keys(LayerFeature.attrs)).where(features_as_of(layer, version)).distinct()
+        sa.select(sa.func.jsonb_object_keys(LayerFeature.attrs)).where(features_as_of(layer.id, version.number)).distinct()
     ).all()
     return ("feature_key", *sorted(k for k in keys if k != "feature_key"))
 
 
 def _layer_collection(session: Session, layer: Layer, version: LayerVersion) -> Collection:
     return Collection(layer.name, layer.title_zh, layer.title_en, layer.geometry_type or "Geometry",
-                      _extent(session, LayerFeature.geom, features_as_of(layer, version)), version.number,
+                      _extent(session, LayerFeature.geom, features_as_of(layer.id, version.number)), version.number,
                       _attribute_names(session, layer, version))
 
 
@@ -176,7 +176,7 @@ def _source(session: Session, viewer: User | None, collection_id: str):
     layer, version = _current_layer(session, viewer, collection_id)
     props = sa.func.jsonb_build_object("feature_key", LayerFeature.feature_key).op("||")(LayerFeature.attrs)
     base = sa.select(LayerFeature.id.label("id"), LayerFeature.geom.label("geom"), props.label("props")) \
-        .where(features_as_of(layer, version))
+        .where(features_as_of(layer.id, version.number))
     return base, LayerFeature.id, LayerFeature.geom
 
 

@@ -20,8 +20,19 @@ from geoalchemy2 import Geometry
 from sqlalchemy.orm import Session, aliased
 
 from .errors import NotFoundError
-from .models import (SRID, Building, ClockEvent, Department, Layer, Parcel, Project, ReviewTask, StageInstance, User,
-                     project_parcels)
+from .models import (
+    SRID,
+    Building,
+    ClockEvent,
+    Department,
+    Layer,
+    Parcel,
+    Project,
+    ReviewTask,
+    StageInstance,
+    User,
+    project_parcels,
+)
 from .workdays import Calendar
 from .workflow.clock import ClockFact, compute_deadline
 from .workflow.stages import load_process
@@ -72,22 +83,42 @@ def sees_all_projects(user: User | None) -> bool:
     return user is not None and bool(user.role_codes & PORTFOLIO_ROLES)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a viewer may see on the map: ``kind`` 'public' (no one logged in: approved and
+    completed projects), 'all' (staff: every project except others' drafts) or 'own' (an
+    applicant: their own projects). ``viewer_id`` is the user's id, or a bind parameter when a
+    statement is prepared once for every viewer of a kind (``gisapproval.tiles``)."""
+
+    kind: str
+    viewer_id: object = None
+
+    @classmethod
+    def of(cls, user: User | None) -> Scope:
+        if user is None:
+            return cls("public")
+        return cls("all" if sees_all_projects(user) else "own", user.id)
+
+    @property
+    def key(self) -> str:
+        """A short key (same key, same tiles): 'public', 'all' or 'user:<id>'."""
+        return f"user:{self.viewer_id}" if self.kind == "own" else self.kind
+
+
 def viewer_scope(user: User | None) -> str:
-    """A short key for what ``user`` may see on the map (same key, same tiles): 'all' for staff,
-    'user:<id>' for an applicant, 'public' for no one logged in."""
-    if user is None:
-        return "public"
-    return "all" if sees_all_projects(user) else f"user:{user.id}"
+    """The scope key of ``user`` (``Scope.key``)."""
+    return Scope.of(user).key
 
 
-def visible_projects(viewer: User | None) -> sa.Select:
+def visible_projects(viewer: User | Scope | None) -> sa.Select:
     """The projects ``viewer`` may see on the map (None: the public sees approved/completed ones)."""
+    scope = viewer if isinstance(viewer, Scope) else Scope.of(viewer)
     query = sa.select(Project).where(Project.status != "withdrawn")
-    if viewer is None:
+    if scope.kind == "public":
         return query.where(Project.status.in_(("approved", "completed")))
-    query = query.where(sa.or_(Project.status != "draft", Project.applicant_id == viewer.id))
-    if not sees_all_projects(viewer):
-        query = query.where(Project.applicant_id == viewer.id)
+    query = query.where(sa.or_(Project.status != "draft", Project.applicant_id == scope.viewer_id))
+    if scope.kind == "own":
+        query = query.where(Project.applicant_id == scope.viewer_id)
     return query
 
 
@@ -95,7 +126,7 @@ def category_of(status: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.coalesce(sa.case(dict(STATUS_CATEGORY), value=status), "none")
 
 
-def shown_project_per_parcel(viewer: User | None) -> sa.Subquery:
+def shown_project_per_parcel(viewer: User | Scope | None) -> sa.Subquery:
     """One row per parcel that carries a visible project: the project shown on it (the most live)
     and how many visible projects stand on it. Columns: parcel_id, project_id, code, status,
     current_stage, category, project_count."""

@@ -19,20 +19,44 @@ is_overlapping), ``features`` (id = feature id; feature_key and the feature's at
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.orm import Session
 
+from .accounts import password_fingerprint_sql
 from .config import LAYERS_DIR, read_toml
 from .errors import ConfigurationError, InputError, NotFoundError
-from .mapdata import IN_FLIGHT, category_of, overlapping_building_condition, shown_project_per_parcel, visible_projects
-from .models import SRID, Building, Layer, LayerFeature, LayerVersion, Parcel, User
+from .layerversions import features_as_of
+from .mapdata import (
+    IN_FLIGHT,
+    PORTFOLIO_ROLES,
+    Scope,
+    category_of,
+    overlapping_building_condition,
+    shown_project_per_parcel,
+    visible_projects,
+)
+from .models import (
+    SRID,
+    Building,
+    Event,
+    Layer,
+    LayerFeature,
+    LayerVersion,
+    Parcel,
+    Project,
+    User,
+    UserRole,
+)
 
 WEB_MERCATOR_HALF = 20037508.342789244  # half the side of the EPSG:3857 square, metres (a projection constant)
 TILE_PIXELS = 256  # the side of a map tile on screen, as Leaflet draws it
@@ -116,29 +140,38 @@ def tile_address(z: int, x: int, y: int, settings: TileSettings | None = None) -
 
 
 class _Tile:
-    """The envelope expressions of one tile (bound parameters, not formatted SQL)."""
+    """The envelope expressions of one tile. The tile's z, x, y and pixel size are named bind
+    parameters (``tile_params``), so that one statement, prepared once (``PreparedTile``), serves
+    every tile of its shape."""
 
     def __init__(self, address: TileAddress, settings: TileSettings):
         self.address, self.settings = address, settings
-        self.envelope = sa.func.ST_TileEnvelope(address.z, address.x, address.y)
-        margin = address.width_m * settings.buffer / settings.extent
+        z, x, y = (sa.bindparam(name, getattr(address, name), type_=sa.Integer) for name in ("z", "x", "y"))
+        self.envelope = sa.func.ST_TileEnvelope(z, x, y)
+        self.pixel_m = sa.bindparam("pixel_m", address.pixel_m, type_=sa.Float)
+        margin = self.pixel_m * (TILE_PIXELS * settings.buffer / settings.extent)
         # in storage CRS, with the clip buffer: finds rows through the GiST index on geom
         self.search = sa.func.ST_Expand(sa.func.ST_Transform(self.envelope, SRID), margin)
 
     def geom(self, web_geom: sa.ColumnElement) -> sa.ColumnElement:
         s = self.settings
-        return sa.func.ST_AsMVTGeom(web_geom, self.envelope, s.extent, s.buffer, True)
+        return sa.func.ST_AsMVTGeom(web_geom, self.envelope, s.extent, s.buffer, sa.true())
 
     @property
     def is_aggregated(self) -> bool:
         return self.address.z < self.settings.parcel_min_zoom
 
 
+def tile_params(address: TileAddress) -> dict[str, object]:
+    """The bind parameters of ``_Tile`` for ``address``."""
+    return {"z": address.z, "x": address.x, "y": address.y, "pixel_m": address.pixel_m}
+
+
 def _mvt(rows: sa.Select, name: str, settings: TileSettings, id_column: str | None = "id") -> sa.ScalarSelect:
     """``ST_AsMVT`` over ``rows`` (which has a ``geom`` column) as MVT layer ``name``."""
     sub = rows.subquery(name)
     args = [sa.literal_column(name), name, settings.extent, "geom"] + ([id_column] if id_column else [])
-    return sa.select(sa.func.coalesce(sa.func.ST_AsMVT(*args), sa.literal(b"", sa.LargeBinary))) \
+    return sa.select(sa.func.coalesce(sa.func.ST_AsMVT(*args), sa.literal_column("''::bytea"))) \
         .select_from(sub).where(sub.c.geom.is_not(None)).scalar_subquery()
 
 
@@ -153,18 +186,21 @@ def _web(column) -> sa.ColumnElement:
     return sa.func.ST_GeomFromEWKB(column)
 
 
+def clocks_json(clocks: Mapping[int, str] | None) -> str:
+    """The days-left colours as the ``clocks`` parameter of a parcels tile (one JSON object)."""
+    return json.dumps({str(k): v for k, v in (clocks or {}).items()}, separators=(",", ":"))
+
+
 def _clock(project_id: sa.ColumnElement, clocks: Mapping[int, str] | None) -> sa.ColumnElement:
     """The days-left colour of a project, looked up in ``clocks`` (passed as one JSON parameter)."""
-    if not clocks:
-        return sa.null()
-    table = sa.bindparam("clocks", {str(k): v for k, v in clocks.items()}, type_=JSONB)
+    table = sa.cast(sa.bindparam("clocks", clocks_json(clocks), type_=sa.Text), JSONB)
     return table.op("->>")(sa.cast(project_id, sa.Text))
 
 
-def parcels_tile_query(viewer: User | None, address: TileAddress, settings: TileSettings | None = None,
-                       clocks: Mapping[int, str] | None = None) -> sa.Select:
-    """The statement that returns the parcels tile (one bytea) for ``viewer``. ``clocks``: the
-    days-left colour of in-flight projects (``mapdata.project_clock_colours``), as attribute ``clock``."""
+def parcels_tile(viewer: User | Scope | None, address: TileAddress, settings: TileSettings | None = None,
+                 clocks: Mapping[int, str] | None = None) -> sa.ColumnElement:
+    """The parcels tile (one bytea) for ``viewer``, as an expression. ``clocks``: the days-left
+    colour of in-flight projects (``mapdata.project_clock_colours``), as attribute ``clock``."""
     settings = settings or load_tile_settings()
     tile = _Tile(address, settings)
     shown = shown_project_per_parcel(viewer)
@@ -178,9 +214,9 @@ def parcels_tile_query(viewer: User | None, address: TileAddress, settings: Tile
     ]
     if not tile.is_aggregated:
         parcels = sa.select(*columns).outerjoin(shown, shown.c.parcel_id == Parcel.id).where(live)
-        return sa.select(_mvt(parcels, "parcels", settings))
+        return _mvt(parcels, "parcels", settings)
     project_parcels = sa.select(*columns).join(shown, shown.c.parcel_id == Parcel.id).where(live)
-    cell = address.pixel_m * settings.cell_px
+    cell = tile.pixel_m * settings.cell_px
     centre = sa.func.ST_SnapToGrid(_web(Parcel.centre_web), cell).label("centre")
     snapped = sa.select(centre, shown.c.parcel_id.label("shown")) \
         .select_from(Parcel).outerjoin(shown, shown.c.parcel_id == Parcel.id).where(live).subquery("snapped")
@@ -188,12 +224,12 @@ def parcels_tile_query(viewer: User | None, address: TileAddress, settings: Tile
         tile.geom(sa.func.ST_Expand(snapped.c.centre, cell / 2)).label("geom"),
         sa.func.count().label("parcels"), sa.func.count(snapped.c.shown).label("projects"),
     ).group_by(snapped.c.centre)
-    return sa.select(_concat(_mvt(cells, "cells", settings, id_column=None),
-                             _mvt(project_parcels, "parcels", settings)))
+    return _concat(_mvt(cells, "cells", settings, id_column=None), _mvt(project_parcels, "parcels", settings))
 
 
-def footprints_tile_query(viewer: User | None, address: TileAddress, settings: TileSettings | None = None) -> sa.Select:
-    """The statement that returns the tile of the footprints of the projects ``viewer`` may see."""
+def footprints_tile(viewer: User | Scope | None, address: TileAddress,
+                    settings: TileSettings | None = None) -> sa.ColumnElement:
+    """The tile of the footprints of the projects ``viewer`` may see, as an expression."""
     settings = settings or load_tile_settings()
     tile = _Tile(address, settings)
     visible = visible_projects(viewer).subquery("visible_projects")
@@ -204,7 +240,7 @@ def footprints_tile_query(viewer: User | None, address: TileAddress, settings: T
         visible.c.current_stage.label("stage"),
         sa.and_(in_flight, overlapping_building_condition()).label("is_overlapping"),
     ).join(visible, visible.c.id == Building.project_id).where(Building.geom.op("&&")(tile.search))
-    return sa.select(_mvt(rows, "footprints", settings))
+    return _mvt(rows, "footprints", settings)
 
 
 def resolve_layer_version(session: Session, layer_name: str, version: int | None) -> tuple[Layer, LayerVersion]:
@@ -228,74 +264,159 @@ def resolve_layer_version(session: Session, layer_name: str, version: int | None
     return layer, found
 
 
-def features_as_of(layer: Layer, version: LayerVersion) -> sa.ColumnElement:
-    """The features of ``layer`` valid in ``version`` (a composable condition)."""
-    f = LayerFeature
-    return sa.and_(f.layer_id == layer.id, f.valid_from <= version.number,
-                   sa.or_(f.valid_to.is_(None), f.valid_to > version.number))
-
-
-def layer_tile_query(layer: Layer, version: LayerVersion, address: TileAddress,
-                     settings: TileSettings | None = None) -> sa.Select:
-    """The statement that returns the tile of ``layer`` as of ``version``."""
+def layer_tile(layer: Layer | int, version: LayerVersion | int, address: TileAddress,
+               settings: TileSettings | None = None) -> sa.ColumnElement:
+    """The tile of ``layer`` as of ``version`` (objects, or their id and number), as an expression."""
     settings = settings or load_tile_settings()
     tile = _Tile(address, settings)
     f = LayerFeature
+    layer_id = sa.bindparam("layer_id", getattr(layer, "id", layer), type_=sa.Integer)
+    number = sa.bindparam("version_number", getattr(version, "number", version), type_=sa.Integer)
     geom = _web(f.geom_web)
-    condition = sa.and_(features_as_of(layer, version), f.geom.op("&&")(tile.search))
+    condition = sa.and_(features_as_of(layer_id, number), f.geom.op("&&")(tile.search))
     if tile.is_aggregated:
-        size = address.pixel_m * settings.min_feature_px
         large_enough = sa.or_(
             sa.func.ST_Dimension(f.geom) == 0,
             (sa.func.ST_XMax(f.geom) - sa.func.ST_XMin(f.geom)) + (sa.func.ST_YMax(f.geom) - sa.func.ST_YMin(f.geom))
-            >= size,
+            >= tile.pixel_m * settings.min_feature_px,
         )
         condition = sa.and_(condition, large_enough)
-        geom = sa.func.ST_SimplifyPreserveTopology(geom, address.pixel_m * settings.simplify_px)
+        geom = sa.func.ST_SimplifyPreserveTopology(geom, tile.pixel_m * settings.simplify_px)
     rows = sa.select(tile.geom(geom).label("geom"), f.id.label("id"), f.feature_key, f.attrs).where(condition)
-    return sa.select(_mvt(rows, "features", settings))
+    return _mvt(rows, "features", settings)
 
 
-def render(session: Session, query: sa.Select) -> bytes:
-    return bytes(session.execute(query).scalar_one() or b"")
+def render(session: Session | sa.Connection, tile: sa.ColumnElement) -> bytes:
+    """Build one tile expression (``parcels_tile``, ``footprints_tile``, ``layer_tile``)."""
+    return bytes(session.execute(sa.select(tile)).scalar_one() or b"")
 
 
-def parcels_tile(session: Session, viewer: User | None, z: int, x: int, y: int,
-                 clocks: Mapping[int, str] | None = None) -> bytes:
-    return render(session, parcels_tile_query(viewer, tile_address(z, x, y), clocks=clocks))
+def _map_state() -> sa.ColumnElement:
+    """A fingerprint of everything a tile depends on that can change, as one text value: the last
+    audit event that can change the map (every stage, status, footprint and layer change writes
+    one; logins, tokens and downloads change nothing on it and are left out), every layer's
+    current version, and the last project id (projects are never deleted). Index-only work."""
+    e = Event
+    last_event = sa.select(e.id).where(e.type.not_like("user.%"), e.type.not_like("api_token.%"),
+                                       e.type.not_like("%.exported")).order_by(e.id.desc()).limit(1)
+    versions = sa.select(sa.func.string_agg(sa.cast(sa.func.coalesce(Layer.current_version_id, 0), sa.Text),
+                                            aggregate_order_by(sa.literal(","), Layer.id)))
+    last_project = sa.select(sa.func.coalesce(sa.func.max(Project.id), 0))
+    text = [sa.func.coalesce(sa.cast(last_event.scalar_subquery(), sa.Text), "-"),
+            sa.func.coalesce(versions.scalar_subquery(), ""), sa.cast(last_project.scalar_subquery(), sa.Text)]
+    return sa.func.concat_ws("|", *text)
 
 
-def footprints_tile(session: Session, viewer: User | None, z: int, x: int, y: int) -> bytes:
-    return render(session, footprints_tile_query(viewer, tile_address(z, x, y)))
+def map_state(session: Session | sa.Connection) -> str:
+    """The map's state (``_map_state``) now."""
+    return session.execute(sa.select(_map_state())).scalar_one()
 
 
-def layer_tile(session: Session, layer_name: str, version: int | None, z: int, x: int, y: int) -> bytes:
-    address = tile_address(z, x, y)
-    layer, found = resolve_layer_version(session, layer_name, version)
-    return render(session, layer_tile_query(layer, found, address))
-
-
-# One round trip, index-only work: the last audit event that can change the map (events of
-# logins, tokens and downloads are left out: they change nothing on it), every layer's
-# current version, and the number and last id of projects. A constant statement with no
-# parameters: nothing from a request reaches its text.
-MAP_STATE_SQL = sa.text("""
-SELECT (SELECT id FROM events
-         WHERE type NOT LIKE 'user.%' AND type NOT LIKE 'api_token.%' AND type NOT LIKE '%.exported'
-         ORDER BY id DESC LIMIT 1),
-       (SELECT string_agg(coalesce(current_version_id, 0)::text, ',' ORDER BY id) FROM layers),
-       (SELECT count(*) || ':' || coalesce(max(id), 0) FROM projects)
-""")
-
-
-def map_state(session: Session) -> str:
-    """A fingerprint of everything a tile depends on that can change (see MAP_STATE_SQL): every
-    stage, status, footprint and layer change writes an audit event."""
-    return "|".join(str(v) for v in session.execute(MAP_STATE_SQL).one())
+def etag_suffix(scope: str, *parts: object) -> str:
+    """What, besides the map's state, a tile's ETag depends on: the viewer's scope, the tile
+    settings, and ``parts`` (kind, address, version, day)."""
+    return "|".join(map(str, (scope, load_tile_settings(), *parts)))
 
 
 def tile_etag(state: str, scope: str, *parts: object) -> str:
     """A strong ETag for a tile: changes whenever ``state`` (``map_state``), the viewer's scope or
-    the tile settings change."""
-    digest = hashlib.sha256("|".join(map(str, (state, scope, load_tile_settings(), *parts))).encode())
-    return digest.hexdigest()[:32]
+    the tile settings change. ``PreparedTile`` computes the same value in SQL."""
+    return hashlib.sha256(f"{state}|{etag_suffix(scope, *parts)}".encode()).hexdigest()[:32]
+
+
+def _etag_sql(state: sa.ColumnElement) -> sa.ColumnElement:
+    """``tile_etag`` in SQL, with the suffix as the parameter ``etag_suffix``."""
+    text = sa.func.concat_ws("|", state, sa.bindparam("etag_suffix", "", type_=sa.Text))
+    return sa.func.left(sa.func.encode(sa.func.sha256(sa.func.convert_to(text, "UTF8")), "hex"), 32)
+
+
+@dataclass(frozen=True)
+class TileAnswer:
+    state: str
+    etag: str
+    viewer_ok: bool
+    data: bytes | None  # None when not built: the ETag matched or the viewer was refused
+
+
+class PreparedTile:
+    """One statement for a tile request, compiled once per shape of tile and run with a tile's
+    parameters: it reads the map's state, computes the ETag, checks the viewer (when asked), and
+    only then builds the tile: when the client's ETag still matches or the viewer no longer holds
+    what the session says, the tile is not built (PostgreSQL evaluates the uncorrelated subquery
+    of a CASE branch only when the branch is taken).
+
+    Parameters: those of the tile (``tile_params``, ``viewer_id``, ``clocks``, ``layer_id``,
+    ``version_number``), ``etag_suffix``, ``if_none_match`` (a list), and with ``check_viewer``
+    ``fingerprint`` and ``sees_all``."""
+
+    def __init__(self, tile: sa.ColumnElement, dialect: sa.Dialect, *, check_viewer: bool):
+        # OFFSET 0 keeps each subquery whole: inlined, the state and the viewer check would be
+        # computed once for every reference to them
+        state = sa.select(_map_state().label("state")).offset(0).subquery("map_state")
+        viewer_ok = viewer_still_valid() if check_viewer else sa.true()
+        head = sa.select(state.c.state, _etag_sql(state.c.state).label("etag"),
+                         viewer_ok.label("viewer_ok")).offset(0).subquery("head")
+        conditions = [head.c.viewer_ok,
+                      head.c.etag != sa.all_(sa.cast(_plain("if_none_match", []), ARRAY(sa.Text)))]
+        statement = sa.select(head.c.state, head.c.etag, head.c.viewer_ok,
+                              sa.case((sa.and_(*conditions), tile), else_=sa.null()))
+        # PostgreSQL's own $n placeholders, run through psycopg's RawCursor: the driver sends the
+        # text as it is instead of parsing a statement this long on every request
+        numeric = type(dialect)(paramstyle="numeric_dollar")
+        compiled = statement.compile(dialect=numeric, compile_kwargs={"render_postcompile": True})
+        if compiled._bind_processors:  # every parameter here is a plain value the driver adapts
+            raise TypeError(f"tile statement has parameters needing conversion: {sorted(compiled._bind_processors)}")
+        self.sql, self.constants, self.order = compiled.string, dict(compiled.params), tuple(compiled.positiontup)
+
+    def run(self, conn: sa.Connection, **params) -> TileAnswer:
+        unknown = set(params) - set(self.constants)
+        if unknown:
+            raise TypeError(f"not parameters of this tile statement: {sorted(unknown)}")
+        values = {**self.constants, **params}
+        values = [values[name] for name in self.order]
+        dbapi = conn.connection.dbapi_connection
+        try:
+            with psycopg.RawCursor(dbapi) as cursor:
+                cursor.execute(self.sql, values)
+                state, etag, ok, data = cursor.fetchone()
+        except psycopg.Error as exc:
+            gone = conn.dialect.is_disconnect(exc, dbapi, None)
+            if gone:
+                conn.invalidate()
+            raise sa.exc.DBAPIError.instance(self.sql, values, exc, psycopg.Error,
+                                             connection_invalidated=gone) from exc
+        return TileAnswer(state, etag, ok, None if data is None else bytes(data))
+
+
+def _plain(name: str, value: object) -> sa.BindParameter:
+    """A parameter passed to the driver as it is (no SQLAlchemy conversion): psycopg adapts bools and lists."""
+    return sa.bindparam(name, value, type_=sa.types.NullType())
+
+
+VIEWER_ID = sa.bindparam("viewer_id", 0, type_=sa.Integer)  # the viewer of a prepared tile statement
+
+
+def viewer_still_valid() -> sa.ColumnElement:
+    """True while the user ``viewer_id`` is active, has the password of ``fingerprint``, and still
+    does (``sees_all`` true) or does not see every project: what a session cookie claimed at login."""
+    has_portfolio = sa.exists().where(UserRole.user_id == User.id, UserRole.role.in_(sorted(PORTFOLIO_ROLES)))
+    return sa.exists().where(
+        User.id == VIEWER_ID, User.is_active,
+        password_fingerprint_sql(User.password_hash) == sa.bindparam("fingerprint", "", type_=sa.Text),
+        has_portfolio == sa.cast(_plain("sees_all", False), sa.Boolean))
+
+
+_prepared: dict[tuple, PreparedTile] = {}
+_prepared_lock = threading.Lock()
+
+
+def prepared(key: tuple, dialect: sa.Dialect, build, *, check_viewer: bool) -> PreparedTile:
+    """The ``PreparedTile`` of shape ``key`` (built by ``build()`` on first use, then kept)."""
+    key = (dialect.name, dialect.driver, check_viewer, *key)
+    with _prepared_lock:
+        found = _prepared.get(key)
+    if found is None:
+        found = PreparedTile(build(), dialect, check_viewer=check_viewer)
+        with _prepared_lock:
+            _prepared[key] = found
+    return found

@@ -7,17 +7,28 @@ changing a password (or deactivating the user) ends every session that used the 
 from __future__ import annotations
 
 import functools
-import hashlib
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from gisapproval.accounts import authenticate, get_user
+from gisapproval.accounts import authenticate, get_user, password_fingerprint
 from gisapproval.audit import record_event
 from gisapproval.errors import AuthenticationError
+from gisapproval.mapdata import sees_all_projects
 from gisapproval.models import User
 
 from .db import get_db
@@ -39,7 +50,18 @@ class LogoutForm(FlaskForm):
 
 
 def _fingerprint(user: User) -> str:
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    return password_fingerprint(user.password_hash)
+
+
+def session_claim() -> tuple[int, str, bool] | None:
+    """What the session cookie claims without asking the database: (user id, password
+    fingerprint, whether the user sees every project) as of login; None when no one is logged in
+    or the cookie predates the claim. A reader that trusts it must check it in the same
+    statement (``gisapproval.tiles.viewer_still_valid``)."""
+    user_id, fingerprint, sees_all = session.get("user_id"), session.get("auth"), session.get("sees_all")
+    if isinstance(user_id, int) and isinstance(fingerprint, str) and isinstance(sees_all, bool):
+        return user_id, fingerprint, sees_all
+    return None
 
 
 def current_user() -> User | None:
@@ -118,6 +140,7 @@ def login():
     session.permanent = True
     session["user_id"] = user.id
     session["auth"] = _fingerprint(user)
+    session["sees_all"] = sees_all_projects(user)
     return redirect(safe_next(form.next.data) or url_for("pages.map_view"))
 
 
@@ -136,6 +159,23 @@ def logout():
     return redirect(url_for("pages.home"))
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a response marked with ``keep_session_cookie``
+    does not send the cookie again. Pages and API calls still slide the idle window
+    (PERMANENT_SESSION_LIFETIME); map tiles, fetched by the dozen as a map pans, do not re-sign
+    the cookie and put a Set-Cookie header on every tile."""
+
+    def should_set_cookie(self, app, session) -> bool:
+        if g.get("_keep_session_cookie") and not session.modified:
+            return False
+        return super().should_set_cookie(app, session)
+
+
+def keep_session_cookie() -> None:
+    """This response leaves the session cookie as the browser has it (unless the session changed)."""
+    g._keep_session_cookie = True
+
+
 def no_store_for_users(response):
     """``after_request``: a page built for a logged-in user is never kept in a shared cache."""
     if g.get("_user") is not None:
@@ -144,6 +184,7 @@ def no_store_for_users(response):
 
 
 def init_app(app) -> None:
+    app.session_interface = SessionInterface()
     app.register_blueprint(bp)
     _init_api(app)
     app.after_request(no_store_for_users)

@@ -24,11 +24,13 @@ class AppState:
     engine: sa.Engine
     session_factory: sessionmaker[Session]
     settings: object  # gisapproval.config.Settings
+    reader: sa.Engine  # single-statement reads (tiles): autocommit, no ping; see read_once
 
 
 def init_app(app: Flask, url: str, settings) -> AppState:
     engine = make_engine(url)
-    state = AppState(engine=engine, session_factory=make_session_factory(engine), settings=settings)
+    reader = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    state = AppState(engine=engine, session_factory=make_session_factory(engine), settings=settings, reader=reader)
     app.extensions[EXTENSION_KEY] = state
     app.teardown_appcontext(close_db)
     return state
@@ -52,3 +54,18 @@ def close_db(exc: BaseException | None = None) -> None:
             session.rollback()
         finally:
             session.close()
+
+
+def read_once(work):
+    """``work(connection)`` on the reader engine: each statement its own snapshot, no BEGIN,
+    ROLLBACK or ping around it (a tile is one statement, and these round trips would cost as much
+    as a small tile). A connection the server dropped (restart, idle timeout) shows up as an
+    error on use; the pool is then invalidated and ``work`` tried once more on a new connection."""
+    reader = app_state().reader
+    for attempt in (1, 2):
+        try:
+            with reader.connect() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise

@@ -1,12 +1,17 @@
 """Vector tiles over HTTP: /tiles/parcels, /tiles/footprints, /tiles/layers/<name> (``{z}/{x}/{y}.pbf``).
 
 Each response carries an ETag derived from the map's state (``gisapproval.tiles.map_state``:
-last audit event, current layer versions), the viewer's scope and the tile address; a request
-whose ``If-None-Match`` matches gets 304 without the tile being built. Tiles depend on who
-asks (an applicant's own projects), hence ``Cache-Control: private, no-cache``.
+last audit event, current layer versions, last project), the viewer's scope and the tile
+address; a request whose ``If-None-Match`` matches gets 304 without the tile being built. Tiles
+depend on who asks (an applicant's own projects), hence ``Cache-Control: private, no-cache``.
 
-Viewers: a bearer token or the session cookie (``web.api.api_user``); without either, the
-parcels and footprints tiles show approved projects only, and layer tiles answer 401.
+A tile is one statement (``gisapproval.tiles.PreparedTile``) on an autocommit connection: the
+map's state, the ETag, the check of the viewer the session cookie names, and the tile. Only
+when that check fails (the user was deactivated, changed password or roles) or the request
+comes with a bearer token is the user loaded the usual way (``web.api.api_user``).
+
+Viewers: a bearer token or the session cookie; without either, the parcels and footprints tiles
+show approved projects only, and layer tiles answer 401.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from flask import Blueprint, Response, request, url_for
+from flask import Blueprint, Response, request, session, url_for
+from sqlalchemy.orm import Session
 
 from gisapproval import tiles
 from gisapproval.errors import AuthenticationError, InputError
-from gisapproval.mapdata import project_clock_colours, viewer_scope
+from gisapproval.mapdata import Scope, project_clock_colours, sees_all_projects
 
 from .api import api_user
-from .db import get_db
+from .auth import keep_session_cookie, session_claim
+from .db import app_state, get_db, read_once
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -33,29 +40,79 @@ def url_template(endpoint: str, **values) -> str:
     return url_for(endpoint, z=0, x=0, y=0, **values).rsplit("/0/0/0.pbf", 1)[0] + "/{z}/{x}/{y}.pbf"
 
 
-def _tile_response(etag: str, build) -> Response:
-    if etag in request.if_none_match:
+def _claimed_viewer() -> tuple[Scope, dict] | None:
+    """The viewer as the session cookie claims it, with the parameters that make the tile
+    statement check the claim; None when the claim cannot be used (a bearer token, a cookie
+    from before claims were kept)."""
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return None
+    claim = session_claim()
+    if claim is None:
+        return (Scope("public"), {}) if "user_id" not in session else None
+    user_id, fingerprint, sees_all = claim
+    return Scope("all" if sees_all else "own", user_id), {"fingerprint": fingerprint, "sees_all": sees_all}
+
+
+def _resolved_viewer(require_user: bool) -> Scope:
+    """The viewer loaded the usual way (token or cookie); refreshes the cookie's claim."""
+    user = api_user()
+    if user is None:
+        if require_user:
+            raise AuthenticationError("log in or send a bearer token to read layer tiles")
+        return Scope("public")
+    if "user_id" in session and session.get("sees_all") != sees_all_projects(user):
+        session["sees_all"] = sees_all_projects(user)
+    return Scope.of(user)
+
+
+def _serve(shape: tuple, build, params: dict, suffix_parts: tuple,
+           require_user: bool = False) -> tuple[Response, tiles.TileAnswer]:
+    """Answer a tile request with one statement of ``shape``; ``build(scope)`` makes the tile
+    expression, ``params`` are the tile's own parameters, ``suffix_parts`` what the ETag depends
+    on besides the map's state and the viewer's scope."""
+    if_none_match = request.if_none_match
+    dialect = app_state().reader.dialect
+    keep_session_cookie()
+
+    def run(scope: Scope, check: dict) -> tiles.TileAnswer:
+        statement = tiles.prepared((*shape, scope.kind), dialect,
+                                   lambda: build(Scope(scope.kind, tiles.VIEWER_ID)), check_viewer=bool(check))
+        values = {**params, **check, "etag_suffix": tiles.etag_suffix(scope.key, *suffix_parts),
+                  "if_none_match": sorted(if_none_match.as_set())}
+        if scope.viewer_id is not None:
+            values["viewer_id"] = scope.viewer_id
+        return read_once(lambda conn: statement.run(conn, **values))
+
+    claimed = _claimed_viewer()
+    answer = run(*claimed) if claimed is not None else None
+    if answer is None or not answer.viewer_ok:
+        answer = run(_resolved_viewer(require_user), {})
+    if answer.data is None or if_none_match.star_tag:
         response = Response(status=304)
     else:
-        response = Response(build(), mimetype=MVT_TYPE)
-    response.set_etag(etag)
+        response = Response(answer.data, mimetype=MVT_TYPE)
+    response.set_etag(answer.etag)
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["Vary"] = "Cookie, Authorization"
-    return response
+    return response, answer
 
 
-_clock_memo: dict[tuple[str, str, dt.date], dict[int, str]] = {}
+# Days-left colours of in-flight projects, per database and day: (the map state they were
+# computed in, the colours). A parcels tile names that state in its ETag; a tile request that
+# finds the map's state moved on computes the colours again and draws the tile once more.
+_clock_memo: dict[tuple[str, dt.date], tuple[str, dict[int, str]]] = {}
 _clock_lock = threading.Lock()
 
 
-def _clocks(db, state: str) -> dict[int, str]:
-    """Days-left colours of in-flight projects, computed once per map state and day in this process
-    (a memo of a derived value: the state changes with every stage or clock event)."""
-    key = (str(db.get_bind().url), state, dt.date.today())
+def _clocks(today: dt.date, stale: str | None = None) -> tuple[str, dict[int, str]]:
+    """The colours of ``today``, computed again if missing or computed in state ``stale``."""
+    key = (str(app_state().reader.url), today)
     with _clock_lock:
         found = _clock_memo.get(key)
-    if found is None:
-        found = project_clock_colours(db, key[2])
+    if found is None or found[0] == stale:
+        db = get_db()
+        found = (tiles.map_state(db), project_clock_colours(db, today))
+        db.rollback()
         with _clock_lock:
             _clock_memo.clear()
             _clock_memo[key] = found
@@ -64,26 +121,32 @@ def _clocks(db, state: str) -> dict[int, str]:
 
 @bp.route("/parcels/<int:z>/<int:x>/<int:y>.pbf")
 def parcels(z: int, x: int, y: int):
-    user, db = api_user(), get_db()
     address = tiles.tile_address(z, x, y)
-    state = tiles.map_state(db)
-    etag = tiles.tile_etag(state, dt.date.today(), viewer_scope(user), "parcels", z, x, y)
-    return _tile_response(etag, lambda: tiles.render(
-        db, tiles.parcels_tile_query(user, address, clocks=_clocks(db, state))))
+    today = dt.date.today()
+
+    def serve(clock_state: str, clocks: dict[int, str]):
+        return _serve(("parcels", address.z < tiles.load_tile_settings().parcel_min_zoom),
+                      lambda scope: tiles.parcels_tile(scope, address),
+                      {**tiles.tile_params(address), "clocks": tiles.clocks_json(clocks)},
+                      ("parcels", z, x, y, today, clock_state))
+
+    clock_state, clocks = _clocks(today)
+    response, answer = serve(clock_state, clocks)
+    if answer.state != clock_state:
+        response, _ = serve(*_clocks(today, stale=clock_state))
+    return response
 
 
 @bp.route("/footprints/<int:z>/<int:x>/<int:y>.pbf")
 def footprints(z: int, x: int, y: int):
-    user, db = api_user(), get_db()
     address = tiles.tile_address(z, x, y)
-    etag = tiles.tile_etag(tiles.map_state(db), viewer_scope(user), "footprints", z, x, y)
-    return _tile_response(etag, lambda: tiles.render(db, tiles.footprints_tile_query(user, address)))
+    return _serve(("footprints",), lambda scope: tiles.footprints_tile(scope, address),
+                  tiles.tile_params(address), ("footprints", z, x, y))[0]
 
 
 @bp.route("/layers/<name>/<int:z>/<int:x>/<int:y>.pbf")
 def layer(name: str, z: int, x: int, y: int):
-    user, db = api_user(), get_db()
-    if user is None:
+    if _claimed_viewer() == (Scope("public"), {}):
         raise AuthenticationError("log in or send a bearer token to read layer tiles")
     raw_version = request.args.get("version")
     try:
@@ -91,9 +154,17 @@ def layer(name: str, z: int, x: int, y: int):
     except ValueError:
         raise InputError(f"version must be a whole number, not {raw_version!r}", where="version") from None
     address = tiles.tile_address(z, x, y)
-    found_layer, found_version = tiles.resolve_layer_version(db, name, version)
-    etag = tiles.tile_etag(tiles.map_state(db), "layer", name, found_version.id, z, x, y)
-    return _tile_response(etag, lambda: tiles.render(db, tiles.layer_tile_query(found_layer, found_version, address)))
+
+    def resolve(conn):
+        with Session(bind=conn) as s:
+            found_layer, found_version = tiles.resolve_layer_version(s, name, version)
+            return found_layer.id, found_version.id, found_version.number
+
+    layer_id, version_id, number = read_once(resolve)
+    return _serve(("layer", address.z < tiles.load_tile_settings().parcel_min_zoom),
+                  lambda scope: tiles.layer_tile(0, 0, address),
+                  {**tiles.tile_params(address), "layer_id": layer_id, "version_number": number},
+                  ("layer", name, version_id, z, x, y), require_user=True)[0]
 
 
 def init_app(app) -> None:

@@ -3,6 +3,7 @@ layers as of a version, footprints of overlapping in-flight projects."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import mapbox_vector_tile
@@ -302,3 +303,146 @@ def test_parcels_carry_the_days_left_colour_of_their_project(client, web, web_db
         assert props.get("clock") == min(colours, key=severity.index), (code, props, colours)
         seen.add(props["clock"])
     assert seen
+
+
+def _staff_only_parcel(conn) -> tuple[int, tuple[int, int, int]]:
+    """A parcel whose shown project staff see and the public does not, and its z16 tile."""
+    staff, public = _expected_categories(conn, "staff"), _expected_categories(conn, "public")
+    pid = min(p for p in staff if p not in public)
+    lon, lat, _ = _point_on(conn, "pa.id = :pid", pid=pid)
+    return pid, tile_of(lon, lat, 16)
+
+
+def by_id(response) -> dict[int, dict]:
+    """The parcels of a tile response: id -> properties (the order of features in a tile is not fixed)."""
+    return {f["id"]: f["properties"] for f in features(decode(response), "parcels")}
+
+
+def _category(client, pid: int, address) -> str:
+    tile = decode(get_tile(client, "parcels", *address))
+    return next(f["properties"]["category"] for f in features(tile, "parcels") if f["id"] == pid)
+
+
+@pytest.mark.parametrize("change", ["deactivated", "password changed"])
+def test_a_session_of_a_user_deactivated_or_with_a_new_password_gets_no_staff_tiles(client, web, web_db, change):
+    """The tile statement checks the user the cookie names; a stale cookie falls back to the public view."""
+    with web_db.connect() as conn:
+        pid, address = _staff_only_parcel(conn)
+    web.login(client, "supervisor")
+    staff_category = _category(client, pid, address)
+    assert staff_category != "none"
+    column = "is_active" if change == "deactivated" else "password_hash"
+    with web_db.begin() as conn:
+        old = conn.scalar(sa.text(f"SELECT {column} FROM users WHERE username = 'supervisor'"))
+        conn.execute(sa.text(f"UPDATE users SET {column} = :v WHERE username = 'supervisor'"),
+                     {"v": False if change == "deactivated" else old + "x"})
+    try:
+        assert _category(client, pid, address) == "none"
+        assert get_tile(client, "layers/zoning", *address).status_code == 401
+    finally:
+        with web_db.begin() as conn:
+            conn.execute(sa.text(f"UPDATE users SET {column} = :v WHERE username = 'supervisor'"), {"v": old})
+
+
+def test_a_reviewer_who_lost_their_roles_sees_only_their_own_projects_and_the_cookie_follows(client, web, web_db):
+    with web_db.connect() as conn:
+        pid, address = _staff_only_parcel(conn)
+        user_id = conn.scalar(sa.select(User.id).where(User.username == "planning_reviewer"))
+    web.login(client, "planning_reviewer")
+    assert _category(client, pid, address) != "none"
+    with client.session_transaction() as session:
+        assert session["sees_all"] is True
+    with web_db.begin() as conn:
+        roles = conn.execute(sa.text("DELETE FROM user_roles WHERE user_id = :u RETURNING role"), {"u": user_id}).scalars().all()
+    try:
+        assert _category(client, pid, address) == "none"
+        with client.session_transaction() as session:
+            assert session["sees_all"] is False
+    finally:
+        with web_db.begin() as conn:
+            conn.execute(sa.text("INSERT INTO user_roles (user_id, role) VALUES (:u, :r)"),
+                         [{"u": user_id, "r": r} for r in roles])
+
+
+def test_a_session_from_before_the_scope_was_kept_gets_the_same_tiles(client, web, web_db):
+    with web_db.connect() as conn:
+        pid, address = _staff_only_parcel(conn)
+    web.login(client, "supervisor")
+    expected = get_tile(client, "parcels", *address)
+    with client.session_transaction() as session:
+        del session["sees_all"]
+    again = get_tile(client, "parcels", *address)
+    assert again.headers["ETag"] == expected.headers["ETag"], "the same map state, scope and tile"
+    assert by_id(again) == by_id(expected)
+    with client.session_transaction() as session:
+        assert session["sees_all"] is True
+
+
+def test_tiles_do_not_resend_the_session_cookie_but_pages_do(client, web):
+    web.login(client, "supervisor")
+    assert "Set-Cookie" not in get_tile(client, "parcels", 16, 53407, 28462).headers
+    assert "Set-Cookie" in client.get("/api/me").headers
+
+
+def test_the_etag_computed_in_sql_is_the_documented_one(client, web, web_db):
+    from gisapproval.tiles import map_state, tile_etag
+
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        _pid, (z, x, y) = _staff_only_parcel(conn)
+        first = get_tile(client, "parcels", z, x, y)  # computes the days-left colours for this state
+        state = map_state(conn)
+    etag = tile_etag(state, "all", "parcels", z, x, y, dt.date.today(), state)
+    assert first.headers["ETag"] == f'"{etag}"'
+
+
+def test_tiles_survive_the_server_dropping_their_connections(client, web, web_db):
+    """The tile connections are not pinged before use: a dropped one is noticed on use and the
+    statement runs again on a new connection."""
+    with web_db.connect() as conn:
+        pid, address = _staff_only_parcel(conn)
+    web.login(client, "supervisor")
+    before = get_tile(client, "parcels", *address)
+    with web_db.connect() as conn:
+        dropped = conn.scalar(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"))
+    assert dropped >= 1
+    after = get_tile(client, "parcels", *address)
+    assert by_id(after) == by_id(before) and pid in by_id(after)
+
+
+def test_a_matching_etag_or_a_refused_viewer_builds_no_tile(web_db):
+    """PreparedTile: the tile's subquery sits in a CASE branch and runs only when taken."""
+    import psycopg
+
+    from gisapproval.accounts import password_fingerprint
+    from gisapproval.mapdata import Scope
+    from gisapproval import tiles
+
+    with web_db.connect() as conn:
+        _pid, (z, x, y) = _staff_only_parcel(conn)
+        user = conn.execute(sa.select(User.id, User.password_hash).where(User.username == "supervisor")).one()
+    address = tiles.tile_address(z, x, y)
+    statement = tiles.PreparedTile(tiles.parcels_tile(Scope("all", tiles.VIEWER_ID), address), web_db.dialect,
+                                   check_viewer=True)
+    params = {**tiles.tile_params(address), "viewer_id": user.id, "sees_all": True, "if_none_match": [],
+              "fingerprint": password_fingerprint(user.password_hash), "etag_suffix": "test"}
+
+    def plan(**changes) -> str:
+        values = {**statement.constants, **params, **changes}
+        with web_db.connect() as conn, psycopg.RawCursor(conn.connection.dbapi_connection) as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + statement.sql,
+                           [values[name] for name in statement.order])
+            return "\n".join(row[0] for row in cursor.fetchall())
+
+    with web_db.connect() as conn:
+        answer = statement.run(conn, **params)
+    assert answer.viewer_ok and answer.data
+    built = plan()
+    assert "idx_parcels_geom" in built and "never executed" not in built
+    for refused in ({"if_none_match": [answer.etag]}, {"fingerprint": "0" * 16}, {"sees_all": False}):
+        with web_db.connect() as conn:
+            again = statement.run(conn, **{**params, **refused})
+        assert again.data is None
+        assert "never executed" in plan(**refused)
