@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 import shapely
 from rasterio import features
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window, from_bounds
 
 from .predicates import ROUND_DIGITS
@@ -69,8 +70,11 @@ def _inside_raster(src, geom) -> bool:
 
 def zonal(path: str, geom, measure: str) -> tuple[float | None, np.ndarray | None, object | None]:
     """(max within the footprint or None for no data, the values, the window transform)."""
-    with warnings.catch_warnings():  # affine's matmul deprecation, raised inside rasterio
-        warnings.simplefilter("ignore", PendingDeprecationWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # affine's matmul deprecation, inside rasterio
+        # rasterio's geometry_mask rasterizes into an in-memory dataset that it never georeferences
+        # itself and warns about; the mask is computed with the window transform passed to it
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         return _zonal(path, geom, measure)
 
 
