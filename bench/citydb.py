@@ -95,13 +95,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(url: str, workers: int = 2, threads: int = 4):
-    """The app under gunicorn (the production server) on a free local port; yields its base URL."""
+def serve(url: str, workers: int = 2, threads: int = 4, app: str = "web.wsgi:app"):
+    """``app`` (default: the platform) under gunicorn (the production server) on a free local
+    port; yields its base URL once its /healthz answers."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", "web.wsgi:app"], cwd=ROOT, env=env)
+         "--log-level", "warning", app], cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"})
     base = f"http://127.0.0.1:{port}"
     try:
         import requests

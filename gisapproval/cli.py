@@ -432,8 +432,10 @@ def _port_free(host: str, port: int) -> bool:
 @click.option("--host", default=lambda: os.environ.get("GISAPPROVAL_HOST", "127.0.0.1"), show_default="127.0.0.1")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("GISAPPROVAL_PORT", "8000")), show_default="8000")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("GISAPPROVAL_WORKERS", "2")), show_default="2")
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the web app with gunicorn."""
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("GISAPPROVAL_THREADS", "4")), show_default="4",
+              help="threads per worker: a map fetches several tiles at once over kept-alive connections")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the web app with gunicorn (threaded workers, as bench/ measures it)."""
     from .db import check_connection, make_engine
 
     settings = _settings()
@@ -445,8 +447,8 @@ def serve(host: str, port: int, workers: int) -> None:
                                f"with GISAPPROVAL_PORT=<port>")
     click.echo(f"serving on http://{host}:{port}/")
     sys.stdout.flush()
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-                               f"{host}:{port}", "--access-logfile", "-", "web.wsgi:app"])
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+                               "--bind", f"{host}:{port}", "--access-logfile", "-", "web.wsgi:app"])
 
 
 # --- working days ---------------------------------------------------------------------
