@@ -60,7 +60,8 @@ def read_once(work):
     """``work(connection)`` on the reader engine: each statement its own snapshot, no BEGIN,
     ROLLBACK or ping around it (a tile is one statement, and these round trips would cost as much
     as a small tile). A connection the server dropped (restart, idle timeout) shows up as an
-    error on use; the pool is then invalidated and ``work`` tried once more on a new connection."""
+    error on use; then every pooled connection is let go (the others were most likely dropped
+    too) and ``work`` tried once more on a new connection."""
     reader = app_state().reader
     for attempt in (1, 2):
         try:
@@ -69,3 +70,4 @@ def read_once(work):
         except sa.exc.DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
+            reader.dispose()

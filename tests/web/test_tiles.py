@@ -396,13 +396,22 @@ def test_the_etag_computed_in_sql_is_the_documented_one(client, web, web_db):
     assert first.headers["ETag"] == f'"{etag}"'
 
 
-def test_tiles_survive_the_server_dropping_their_connections(client, web, web_db):
+def test_tiles_survive_the_server_dropping_their_connections(app, client, web, web_db):
     """The tile connections are not pinged before use: a dropped one is noticed on use and the
-    statement runs again on a new connection."""
+    statement runs again on a new connection, whatever else the pool held."""
+    from contextlib import ExitStack
+
+    from web.db import EXTENSION_KEY
+
     with web_db.connect() as conn:
         pid, address = _staff_only_parcel(conn)
     web.login(client, "supervisor")
     before = get_tile(client, "parcels", *address)
+    reader = app.extensions[EXTENSION_KEY].reader
+    with ExitStack() as stack:  # three connections open at once: the pool keeps them all
+        for _ in range(3):
+            stack.enter_context(reader.connect()).exec_driver_sql("SELECT 1")
+    assert reader.pool.checkedin() >= 3
     with web_db.connect() as conn:
         dropped = conn.scalar(sa.text(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
