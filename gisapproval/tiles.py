@@ -169,7 +169,7 @@ def tile_params(address: TileAddress) -> dict[str, object]:
 
 def _mvt(rows: sa.Select, name: str, settings: TileSettings, id_column: str | None = "id") -> sa.ScalarSelect:
     """``ST_AsMVT`` over ``rows`` (which has a ``geom`` column) as MVT layer ``name``."""
-    sub = rows.subquery(name)
+    sub = rows.offset(0).subquery(name)  # OFFSET 0: geom is computed once per row, then filtered
     args = [sa.literal_column(name), name, settings.extent, "geom"] + ([id_column] if id_column else [])
     return sa.select(sa.func.coalesce(sa.func.ST_AsMVT(*args), sa.literal_column("''::bytea"))) \
         .select_from(sub).where(sub.c.geom.is_not(None)).scalar_subquery()

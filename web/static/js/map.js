@@ -152,6 +152,8 @@
 
   GisMapView.prototype.build = function () {
     var self = this, c = this.config, map = this.map;
+    // the city's extent before any tile layer is added: no tiles are fetched for the initial view
+    if (c.bounds) { map.fitBounds(c.bounds, {animate: false, padding: [12, 12]}); }
     map.attributionControl.setPrefix(c.attribution);
     L.control.scale({imperial: false, position: "bottomright"}).addTo(map);
 
@@ -184,7 +186,6 @@
       self.layers[spec.name] = layer;
     });
     L.control.layers(null, overlays, {collapsed: false, position: "topright"}).addTo(map);
-    if (c.bounds) { map.fitBounds(c.bounds, {animate: false, padding: [12, 12]}); }
   };
 
   window.GisMap = {
