@@ -79,7 +79,7 @@ def main() -> None:
 
     from gisapproval import tiles
     from gisapproval.accounts import password_fingerprint
-    from gisapproval.db import make_engine
+    from gisapproval.db import make_engine, make_reader_engine
     from gisapproval.mapdata import Scope, project_clock_colours
     from gisapproval.models import User
 
@@ -100,7 +100,7 @@ def main() -> None:
         fingerprint = password_fingerprint(viewer.password_hash)
         # the days-left colours the endpoint computes once per map state (web.tiles._clocks)
         clocks = project_clock_colours(session, dt.date.today())
-    reader = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    reader = make_reader_engine(url)  # as the app's tile connections are
     scope = Scope("all", viewer.id)
 
     def raw(z, x, y) -> tuple[float, int]:

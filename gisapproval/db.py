@@ -27,6 +27,23 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def make_reader_engine(url: str, **kwargs) -> sa.Engine:
+    """An engine for single-statement reads such as map tiles: autocommit (no BEGIN and ROLLBACK
+    around each statement), no ping before use (the caller retries once on a dropped
+    connection), and serial plans: tile statements run many at once, each small, and parallel
+    workers cost more than they give (their start and the rows they pass back made a city-wide
+    z11 tile take 122 ms instead of 65 ms) while taking cores from the other requests."""
+    engine = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT", **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def serial_plans(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET max_parallel_workers_per_gather = 0")
+        dbapi_connection.commit()
+
+    return engine
+
+
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

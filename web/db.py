@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session, sessionmaker
 
-from gisapproval.db import make_engine, make_session_factory
+from gisapproval.db import make_engine, make_reader_engine, make_session_factory
 
 EXTENSION_KEY = "gisapproval"
 
@@ -24,12 +24,12 @@ class AppState:
     engine: sa.Engine
     session_factory: sessionmaker[Session]
     settings: object  # gisapproval.config.Settings
-    reader: sa.Engine  # single-statement reads (tiles): autocommit, no ping; see read_once
+    reader: sa.Engine  # single-statement reads (tiles): gisapproval.db.make_reader_engine; see read_once
 
 
 def init_app(app: Flask, url: str, settings) -> AppState:
     engine = make_engine(url)
-    reader = make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+    reader = make_reader_engine(url)
     state = AppState(engine=engine, session_factory=make_session_factory(engine), settings=settings, reader=reader)
     app.extensions[EXTENSION_KEY] = state
     app.teardown_appcontext(close_db)

@@ -455,3 +455,12 @@ def test_a_matching_etag_or_a_refused_viewer_builds_no_tile(web_db):
             again = statement.run(conn, **{**params, **refused})
         assert again.data is None
         assert "never executed" in plan(**refused)
+
+
+def test_tile_connections_read_in_autocommit_with_serial_plans(app):
+    from web.db import EXTENSION_KEY
+
+    with app.extensions[EXTENSION_KEY].reader.connect() as conn:
+        assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == "0"
+        conn.exec_driver_sql("SELECT 1")
+        assert conn.connection.dbapi_connection.info.transaction_status.name == "IDLE"  # no transaction left open
