@@ -5,10 +5,12 @@ last audit event, current layer versions, last project), the viewer's scope and 
 address; a request whose ``If-None-Match`` matches gets 304 without the tile being built. Tiles
 depend on who asks (an applicant's own projects), hence ``Cache-Control: private, no-cache``.
 
-A tile is one statement (``gisapproval.tiles.PreparedTile``) on an autocommit connection: the
-map's state, the ETag, the check of the viewer the session cookie names, and the tile. Only
-when that check fails (the user was deactivated, changed password or roles) or the request
-comes with a bearer token is the user loaded the usual way (``web.api.api_user``).
+A parcels or footprints tile is one statement (``gisapproval.tiles.PreparedTile``) on an
+autocommit connection: the map's state, the ETag, the check of the viewer the session cookie
+names, and the tile. Only when that check fails (the user was deactivated, changed password or
+roles) or the request comes with a bearer token is the user loaded the usual way
+(``web.api.api_user``). Layer tiles load the user first: no unknown caller learns which layers
+or versions exist.
 
 Viewers: a bearer token or the session cookie; without either, the parcels and footprints tiles
 show approved projects only, and layer tiles answer 401.
@@ -60,16 +62,17 @@ def _resolved_viewer(require_user: bool) -> Scope:
         if require_user:
             raise AuthenticationError("log in or send a bearer token to read layer tiles")
         return Scope("public")
-    if "user_id" in session and session.get("sees_all") != sees_all_projects(user):
-        session["sees_all"] = sees_all_projects(user)
+    if session.get("user_id") == user.id and session.get("sees_all") != sees_all_projects(user):
+        session["sees_all"] = sees_all_projects(user)  # the cookie named this user: bring its claim up to date
     return Scope.of(user)
 
 
 def _serve(shape: tuple, build, params: dict, suffix_parts: tuple,
-           require_user: bool = False) -> tuple[Response, tiles.TileAnswer]:
+           viewer: Scope | None = None) -> tuple[Response, tiles.TileAnswer]:
     """Answer a tile request with one statement of ``shape``; ``build(scope)`` makes the tile
     expression, ``params`` are the tile's own parameters, ``suffix_parts`` what the ETag depends
-    on besides the map's state and the viewer's scope."""
+    on besides the map's state and the viewer's scope. ``viewer``: already known (else the
+    session's claim is checked in the statement, and the user loaded when it fails)."""
     if_none_match = request.if_none_match
     dialect = app_state().reader.dialect
     keep_session_cookie()
@@ -79,14 +82,14 @@ def _serve(shape: tuple, build, params: dict, suffix_parts: tuple,
                                    lambda: build(Scope(scope.kind, tiles.VIEWER_ID)), check_viewer=bool(check))
         values = {**params, **check, "etag_suffix": tiles.etag_suffix(scope.key, *suffix_parts),
                   "if_none_match": sorted(if_none_match.as_set())}
-        if scope.viewer_id is not None:
+        if "viewer_id" in statement.constants:
             values["viewer_id"] = scope.viewer_id
         return read_once(lambda conn: statement.run(conn, **values))
 
-    claimed = _claimed_viewer()
+    claimed = _claimed_viewer() if viewer is None else None
     answer = run(*claimed) if claimed is not None else None
     if answer is None or not answer.viewer_ok:
-        answer = run(_resolved_viewer(require_user), {})
+        answer = run(viewer or _resolved_viewer(require_user=False), {})
     if answer.data is None or if_none_match.star_tag:
         response = Response(status=304)
     else:
@@ -146,8 +149,8 @@ def footprints(z: int, x: int, y: int):
 
 @bp.route("/layers/<name>/<int:z>/<int:x>/<int:y>.pbf")
 def layer(name: str, z: int, x: int, y: int):
-    if _claimed_viewer() == (Scope("public"), {}):
-        raise AuthenticationError("log in or send a bearer token to read layer tiles")
+    # the user first, the usual way: no one unknown is told which layers or versions exist
+    viewer = _resolved_viewer(require_user=True)
     raw_version = request.args.get("version")
     try:
         version = int(raw_version) if raw_version not in (None, "") else None
@@ -164,7 +167,7 @@ def layer(name: str, z: int, x: int, y: int):
     return _serve(("layer", address.z < tiles.load_tile_settings().parcel_min_zoom),
                   lambda scope: tiles.layer_tile(0, 0, address),
                   {**tiles.tile_params(address), "layer_id": layer_id, "version_number": number},
-                  ("layer", name, version_id, z, x, y), require_user=True)[0]
+                  ("layer", name, version_id, z, x, y), viewer=viewer)[0]
 
 
 def init_app(app) -> None:

@@ -464,3 +464,49 @@ def test_tile_connections_read_in_autocommit_with_serial_plans(app):
         assert conn.exec_driver_sql("SHOW max_parallel_workers_per_gather").scalar() == "0"
         conn.exec_driver_sql("SELECT 1")
         assert conn.connection.dbapi_connection.info.transaction_status.name == "IDLE"  # no transaction left open
+
+
+def _zoning_tile(conn) -> tuple[int, int, int]:
+    lon, lat = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_PointOnSurface(f.geom), 4326) p FROM layer_features f "
+        "JOIN layers l ON l.id = f.layer_id WHERE l.name = 'zoning' AND f.valid_to IS NULL ORDER BY f.id LIMIT 1) s")
+    ).one()
+    return tile_of(lon, lat, 15)
+
+
+def test_layer_tiles_for_a_token_an_old_cookie_and_a_fresh_login_are_the_same(client, web, web_db):
+    from gisapproval.accounts import create_api_token
+
+    with web_db.connect() as conn:
+        address = _zoning_tile(conn)
+    with Session(web_db) as s:
+        user = s.scalar(sa.select(User).where(User.username == "planning_reviewer"))
+        token = create_api_token(s, user, user, "tile test")
+        s.commit()
+    by_token = get_tile(client, "layers/zoning", *address, Authorization=f"Bearer {token}")
+    web.login(client, "planning_reviewer")
+    by_cookie = get_tile(client, "layers/zoning", *address)
+    with client.session_transaction() as session:
+        del session["sees_all"]  # a cookie from before the claim was kept
+    by_old_cookie = get_tile(client, "layers/zoning", *address)
+    tiles = [{f["id"]: f["properties"] for f in features(decode(r), "features")} for r in
+             (by_token, by_cookie, by_old_cookie)]
+    assert tiles[0] and tiles[0] == tiles[1] == tiles[2]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer gat_not_a_token"}])
+def test_layer_tiles_tell_no_unknown_caller_which_layers_or_versions_exist(client, headers):
+    for path in ("layers/zoning", "layers/no_such_layer"):
+        assert get_tile(client, path, 15, 26704, 14231, **headers).status_code == 401
+    assert get_tile(client, "layers/zoning", 15, 26704, 14231, "?version=999", **headers).status_code == 401
+
+
+def test_layer_tiles_refuse_a_deactivated_users_cookie_before_looking_up_the_layer(client, web, web_db):
+    web.login(client, "land_editor")
+    with web_db.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET is_active = false WHERE username = 'land_editor'"))
+    try:
+        assert get_tile(client, "layers/no_such_layer", 15, 26704, 14231).status_code == 401
+    finally:
+        with web_db.begin() as conn:
+            conn.execute(sa.text("UPDATE users SET is_active = true WHERE username = 'land_editor'"))
