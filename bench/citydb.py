@@ -71,7 +71,9 @@ def ensure_city(parcels: int, *, fresh: bool = False, data_dir: Path | None = No
                 sa.text("SELECT count(*) FROM parcels")) >= parcels * 0.9
     finally:
         engine.dispose()
-    if not loaded:
+    if loaded:
+        migrate.upgrade(url)  # a city built by an older version of the code gets the newer schema
+    else:
         drop_database(url)
         ensure_database(url)
         migrate.upgrade(url)

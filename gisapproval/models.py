@@ -339,6 +339,16 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class MapRevision(Base):
+    """One row: a counter that a deferred trigger on events bumps when a transaction that wrote
+    a map-changing event commits (migration 0008); the map's state for tiles and their ETags."""
+
+    __tablename__ = "map_revision"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="ck_map_revision_one_row"),)
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class ApiToken(Base):
     """A machine client's bearer token. Only its SHA-256 is stored; the token is shown once."""
 

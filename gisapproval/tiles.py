@@ -48,10 +48,10 @@ from .mapdata import (
 from .models import (
     SRID,
     Building,
-    Event,
     Layer,
     LayerFeature,
     LayerVersion,
+    MapRevision,
     Parcel,
     Project,
     User,
@@ -292,17 +292,15 @@ def render(session: Session | sa.Connection, tile: sa.ColumnElement) -> bytes:
 
 
 def _map_state() -> sa.ColumnElement:
-    """A fingerprint of everything a tile depends on that can change, as one text value: the last
-    audit event that can change the map (every stage, status, footprint and layer change writes
-    one; logins, tokens and downloads change nothing on it and are left out), every layer's
-    current version, and the last project id (projects are never deleted). Index-only work."""
-    e = Event
-    last_event = sa.select(e.id).where(e.type.not_like("user.%"), e.type.not_like("api_token.%"),
-                                       e.type.not_like("%.exported")).order_by(e.id.desc()).limit(1)
+    """A fingerprint of everything a tile depends on that can change, as one text value: the map
+    revision (bumped when a transaction that wrote a map-changing audit event commits: every
+    stage, status, footprint and layer change writes one; migration 0008), every layer's current
+    version, and the last project id (projects are never deleted). Index-only work."""
+    revision = sa.select(MapRevision.revision).where(MapRevision.id == 1)
     versions = sa.select(sa.func.string_agg(sa.cast(sa.func.coalesce(Layer.current_version_id, 0), sa.Text),
                                             aggregate_order_by(sa.literal(","), Layer.id)))
     last_project = sa.select(sa.func.coalesce(sa.func.max(Project.id), 0))
-    text = [sa.func.coalesce(sa.cast(last_event.scalar_subquery(), sa.Text), "-"),
+    text = [sa.func.coalesce(sa.cast(revision.scalar_subquery(), sa.Text), "-"),
             sa.func.coalesce(versions.scalar_subquery(), ""), sa.cast(last_project.scalar_subquery(), sa.Text)]
     return sa.func.concat_ws("|", *text)
 

@@ -510,3 +510,53 @@ def test_layer_tiles_refuse_a_deactivated_users_cookie_before_looking_up_the_lay
     finally:
         with web_db.begin() as conn:
             conn.execute(sa.text("UPDATE users SET is_active = true WHERE username = 'land_editor'"))
+
+
+def test_the_etag_moves_when_a_transaction_commits_after_a_later_event(client, web, web_db):
+    """Event ids are taken at insert, not at commit: the map's state follows commits."""
+    web.login(client, "supervisor")
+    with web_db.connect() as conn:
+        _pid, address = _staff_only_parcel(conn)
+        project_id = conn.scalar(sa.select(Project.id).where(Project.status == "in_review").limit(1))
+    early, late = Session(web_db), Session(web_db)
+    try:
+        record_event(early, None, "stage.test_early", ("projects", project_id), {}, project_id=project_id)
+        early.flush()  # takes the smaller id, commits last
+        record_event(late, None, "stage.test_late", ("projects", project_id), {}, project_id=project_id)
+        late.commit()
+        etag = get_tile(client, "parcels", *address).headers["ETag"]
+        assert get_tile(client, "parcels", *address, **{"If-None-Match": etag}).status_code == 304
+        early.commit()
+        after = get_tile(client, "parcels", *address, **{"If-None-Match": etag})
+        assert after.status_code == 200 and after.headers["ETag"] != etag
+    finally:
+        early.close()
+        late.close()
+
+
+def test_the_map_revision_moves_once_per_committed_map_change_and_not_for_logins(web_db):
+    from gisapproval.models import MapRevision
+
+    def revision() -> int:
+        with web_db.connect() as conn:
+            return conn.scalar(sa.select(MapRevision.revision))
+
+    with web_db.connect() as conn:
+        project_id = conn.scalar(sa.select(Project.id).limit(1))
+    before = revision()
+    with Session(web_db) as s:
+        record_event(s, None, "user.login", ("users", 1), {})
+        record_event(s, None, "layer_version.exported", ("layers", 1), {})
+        s.commit()
+    assert revision() == before
+    with Session(web_db) as s:
+        for _ in range(3):
+            record_event(s, None, "stage.test_changed", ("projects", project_id), {}, project_id=project_id)
+        s.flush()
+        assert revision() == before  # not before commit
+        s.commit()
+    assert revision() == before + 1
+    with Session(web_db) as s:
+        record_event(s, None, "stage.test_changed", ("projects", project_id), {}, project_id=project_id)
+        s.rollback()
+    assert revision() == before + 1
