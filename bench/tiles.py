@@ -105,9 +105,7 @@ def main() -> None:
 
     def raw(z, x, y) -> tuple[float, int]:
         address = tiles.tile_address(z, x, y)
-        statement = tiles.prepared(("parcels", z < settings.parcel_min_zoom, "all"), reader.dialect,
-                                   lambda: tiles.parcels_tile(Scope("all", tiles.VIEWER_ID), address),
-                                   check_viewer=True)
+        statement = tiles.prepared("parcels", address, "all", reader.dialect, check_viewer=True)
         params = {**tiles.tile_params(address), "clocks": tiles.clocks_json(clocks), "viewer_id": viewer.id,
                   "fingerprint": fingerprint, "sees_all": True, "if_none_match": [],
                   "etag_suffix": tiles.etag_suffix(scope.key, "parcels", z, x, y)}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .audit import record_event
 from .config import LAYERS_DIR, read_toml
+from .db import sha256_prefix, sha256_prefix_sql
 from .errors import AuthenticationError, ConfigurationError, InputError
 from .models import ROLES, Department, User, UserRole
 
@@ -96,14 +95,17 @@ def authenticate(session: Session, username: str, password: str) -> User:
     return user
 
 
+FINGERPRINT_CHARS = 16
+
+
 def password_fingerprint(password_hash: str) -> str:
     """A short digest of a password hash, kept in the session cookie so that changing the password
     ends every session made with the old one (``password_fingerprint_sql`` is the same in SQL)."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+    return sha256_prefix(password_hash, FINGERPRINT_CHARS)
 
 
 def password_fingerprint_sql(password_hash: sa.ColumnElement) -> sa.ColumnElement:
-    return sa.func.left(sa.func.encode(sa.func.sha256(sa.func.convert_to(password_hash, "UTF8")), "hex"), 16)
+    return sha256_prefix_sql(password_hash, FINGERPRINT_CHARS)
 
 
 def get_user(session: Session, user_id: int) -> User | None:

@@ -7,6 +7,7 @@ The core never commits on behalf of a use case: callers own the transaction
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
 import sqlalchemy as sa
@@ -25,6 +26,16 @@ def make_engine(url: str, **kwargs) -> sa.Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("connect_args", {"connect_timeout": 10})
     return sa.create_engine(url, **kwargs)
+
+
+def sha256_prefix(text: str, chars: int) -> str:
+    """The first ``chars`` hex digits of the SHA-256 of ``text`` (UTF-8); ``sha256_prefix_sql`` is
+    the same in SQL, for values that Python and the database must compute alike."""
+    return hashlib.sha256(text.encode()).hexdigest()[:chars]
+
+
+def sha256_prefix_sql(text: sa.ColumnElement, chars: int) -> sa.ColumnElement:
+    return sa.func.left(sa.func.encode(sa.func.sha256(sa.func.convert_to(text, "UTF8")), "hex"), chars)
 
 
 def make_reader_engine(url: str, **kwargs) -> sa.Engine:

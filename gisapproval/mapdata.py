@@ -105,11 +105,6 @@ class Scope:
         return f"user:{self.viewer_id}" if self.kind == "own" else self.kind
 
 
-def viewer_scope(user: User | None) -> str:
-    """The scope key of ``user`` (``Scope.key``)."""
-    return Scope.of(user).key
-
-
 def visible_projects(viewer: User | Scope | None) -> sa.Select:
     """The projects ``viewer`` may see on the map (None: the public sees approved/completed ones)."""
     scope = viewer if isinstance(viewer, Scope) else Scope.of(viewer)

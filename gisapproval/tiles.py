@@ -18,7 +18,6 @@ is_overlapping), ``features`` (id = feature id; feature_key and the feature's at
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -34,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from .accounts import password_fingerprint_sql
 from .config import LAYERS_DIR, read_toml
+from .db import sha256_prefix, sha256_prefix_sql
 from .errors import ConfigurationError, InputError, NotFoundError
 from .layerversions import features_as_of
 from .mapdata import (
@@ -159,7 +159,12 @@ class _Tile:
 
     @property
     def is_aggregated(self) -> bool:
-        return self.address.z < self.settings.parcel_min_zoom
+        return is_aggregated(self.address, self.settings)
+
+
+def is_aggregated(address: TileAddress, settings: TileSettings) -> bool:
+    """Below ``parcel_min_zoom`` parcels are counted in cells and small layer features left out."""
+    return address.z < settings.parcel_min_zoom
 
 
 def tile_params(address: TileAddress) -> dict[str, object]:
@@ -286,11 +291,6 @@ def layer_tile(layer: Layer | int, version: LayerVersion | int, address: TileAdd
     return _mvt(rows, "features", settings)
 
 
-def render(session: Session | sa.Connection, tile: sa.ColumnElement) -> bytes:
-    """Build one tile expression (``parcels_tile``, ``footprints_tile``, ``layer_tile``)."""
-    return bytes(session.execute(sa.select(tile)).scalar_one() or b"")
-
-
 def _map_state() -> sa.ColumnElement:
     """A fingerprint of everything a tile depends on that can change, as one text value: the map
     revision (bumped when a transaction that wrote a map-changing audit event commits: every
@@ -316,16 +316,18 @@ def etag_suffix(scope: str, *parts: object) -> str:
     return "|".join(map(str, (scope, load_tile_settings(), *parts)))
 
 
+ETAG_CHARS = 32
+
+
 def tile_etag(state: str, scope: str, *parts: object) -> str:
     """A strong ETag for a tile: changes whenever ``state`` (``map_state``), the viewer's scope or
     the tile settings change. ``PreparedTile`` computes the same value in SQL."""
-    return hashlib.sha256(f"{state}|{etag_suffix(scope, *parts)}".encode()).hexdigest()[:32]
+    return sha256_prefix(f"{state}|{etag_suffix(scope, *parts)}", ETAG_CHARS)
 
 
 def _etag_sql(state: sa.ColumnElement) -> sa.ColumnElement:
     """``tile_etag`` in SQL, with the suffix as the parameter ``etag_suffix``."""
-    text = sa.func.concat_ws("|", state, sa.bindparam("etag_suffix", "", type_=sa.Text))
-    return sa.func.left(sa.func.encode(sa.func.sha256(sa.func.convert_to(text, "UTF8")), "hex"), 32)
+    return sha256_prefix_sql(sa.func.concat_ws("|", state, sa.bindparam("etag_suffix", "", type_=sa.Text)), ETAG_CHARS)
 
 
 @dataclass(frozen=True)
@@ -404,17 +406,27 @@ def viewer_still_valid() -> sa.ColumnElement:
         has_portfolio == sa.cast(_plain("sees_all", False), sa.Boolean))
 
 
+# how each kind of tile is built for a prepared statement (viewer, layer and version are parameters)
+_BUILDERS = {
+    "parcels": lambda scope, address: parcels_tile(scope, address),
+    "footprints": lambda scope, address: footprints_tile(scope, address),
+    "layer": lambda scope, address: layer_tile(0, 0, address),
+}
 _prepared: dict[tuple, PreparedTile] = {}
 _prepared_lock = threading.Lock()
 
 
-def prepared(key: tuple, dialect: sa.Dialect, build, *, check_viewer: bool) -> PreparedTile:
-    """The ``PreparedTile`` of shape ``key`` (built by ``build()`` on first use, then kept)."""
-    key = (dialect.name, dialect.driver, check_viewer, *key)
+def prepared(kind: str, address: TileAddress, scope_kind: str, dialect: sa.Dialect, *,
+             check_viewer: bool) -> PreparedTile:
+    """The ``PreparedTile`` for a ``kind`` tile ('parcels', 'footprints', 'layer') at the zoom of
+    ``address``, for viewers of ``scope_kind`` (``Scope.kind``): compiled on first use, then kept."""
+    key = (dialect.name, dialect.driver, kind, is_aggregated(address, load_tile_settings()), scope_kind,
+           check_viewer)
     with _prepared_lock:
         found = _prepared.get(key)
     if found is None:
-        found = PreparedTile(build(), dialect, check_viewer=check_viewer)
+        tile = _BUILDERS[kind](Scope(scope_kind, VIEWER_ID), address)
+        found = PreparedTile(tile, dialect, check_viewer=check_viewer)
         with _prepared_lock:
             _prepared[key] = found
     return found

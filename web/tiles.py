@@ -67,19 +67,18 @@ def _resolved_viewer(require_user: bool) -> Scope:
     return Scope.of(user)
 
 
-def _serve(shape: tuple, build, params: dict, suffix_parts: tuple,
+def _serve(kind: str, address: tiles.TileAddress, params: dict, suffix_parts: tuple,
            viewer: Scope | None = None) -> tuple[Response, tiles.TileAnswer]:
-    """Answer a tile request with one statement of ``shape``; ``build(scope)`` makes the tile
-    expression, ``params`` are the tile's own parameters, ``suffix_parts`` what the ETag depends
-    on besides the map's state and the viewer's scope. ``viewer``: already known (else the
-    session's claim is checked in the statement, and the user loaded when it fails)."""
+    """Answer a request for a ``kind`` tile at ``address`` with one statement; ``params`` are the
+    tile's own parameters, ``suffix_parts`` what the ETag depends on besides the map's state and
+    the viewer's scope. ``viewer``: already known (else the session's claim is checked in the
+    statement, and the user loaded when it fails)."""
     if_none_match = request.if_none_match
     dialect = app_state().reader.dialect
     keep_session_cookie()
 
     def run(scope: Scope, check: dict) -> tiles.TileAnswer:
-        statement = tiles.prepared((*shape, scope.kind), dialect,
-                                   lambda: build(Scope(scope.kind, tiles.VIEWER_ID)), check_viewer=bool(check))
+        statement = tiles.prepared(kind, address, scope.kind, dialect, check_viewer=bool(check))
         values = {**params, **check, "etag_suffix": tiles.etag_suffix(scope.key, *suffix_parts),
                   "if_none_match": sorted(if_none_match.as_set())}
         if "viewer_id" in statement.constants:
@@ -128,9 +127,7 @@ def parcels(z: int, x: int, y: int):
     today = dt.date.today()
 
     def serve(clock_state: str, clocks: dict[int, str]):
-        return _serve(("parcels", address.z < tiles.load_tile_settings().parcel_min_zoom),
-                      lambda scope: tiles.parcels_tile(scope, address),
-                      {**tiles.tile_params(address), "clocks": tiles.clocks_json(clocks)},
+        return _serve("parcels", address, {**tiles.tile_params(address), "clocks": tiles.clocks_json(clocks)},
                       ("parcels", z, x, y, today, clock_state))
 
     clock_state, clocks = _clocks(today)
@@ -143,8 +140,7 @@ def parcels(z: int, x: int, y: int):
 @bp.route("/footprints/<int:z>/<int:x>/<int:y>.pbf")
 def footprints(z: int, x: int, y: int):
     address = tiles.tile_address(z, x, y)
-    return _serve(("footprints",), lambda scope: tiles.footprints_tile(scope, address),
-                  tiles.tile_params(address), ("footprints", z, x, y))[0]
+    return _serve("footprints", address, tiles.tile_params(address), ("footprints", z, x, y))[0]
 
 
 @bp.route("/layers/<name>/<int:z>/<int:x>/<int:y>.pbf")
@@ -164,9 +160,7 @@ def layer(name: str, z: int, x: int, y: int):
             return found_layer.id, found_version.id, found_version.number
 
     layer_id, version_id, number = read_once(resolve)
-    return _serve(("layer", address.z < tiles.load_tile_settings().parcel_min_zoom),
-                  lambda scope: tiles.layer_tile(0, 0, address),
-                  {**tiles.tile_params(address), "layer_id": layer_id, "version_number": number},
+    return _serve("layer", address, {**tiles.tile_params(address), "layer_id": layer_id, "version_number": number},
                   ("layer", name, version_id, z, x, y), viewer=viewer)[0]
 
 
