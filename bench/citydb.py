@@ -83,7 +83,7 @@ def ensure_city(parcels: int, *, fresh: bool = False, data_dir: Path | None = No
             load_sample(session, _settings_for(data_dir), data_dir=data_dir)
         with engine.connect() as conn:
             conn.execute(sa.text("COMMIT"))
-            for table in ("parcels", "layer_features", "buildings", "projects", "project_parcels", "events"):
+            for table in ("layer_features", "buildings", "projects", "project_parcels", "events"):
                 conn.execute(sa.text(f"ANALYZE {table}"))
         engine.dispose()
         log(f"loaded the city into {url.rsplit('/', 1)[-1]} in {time.perf_counter() - t0:.1f} s")

@@ -11,8 +11,10 @@ version. ``VersionReport.timings`` tells where an import's time went.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,16 +130,22 @@ PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision"}
 CONTENT_HASH_SQL = "encode(sha256(ST_AsEWKB(geom) || convert_to(attrs::text, 'UTF8')), 'hex')"
 
 
-def _copy_source(session: Session, spec: LayerSpec, batches) -> None:
-    """COPY the source's valid rows (CSV, one write per batch) into the temporary ``layer_raw``."""
+def _new_raw_table(session: Session, spec: LayerSpec) -> str:
+    """Create the temporary ``layer_raw`` for the source's rows; returns the COPY statement (CSV)."""
     session.execute(sa.text("DROP TABLE IF EXISTS layer_raw"))
     attrs = list(spec.attributes)
     cols = ", ".join(f"a{j} {PG_TYPES[spec.attributes[a]]}" for j, a in enumerate(attrs))
     session.execute(sa.text(f"CREATE TEMP TABLE layer_raw (feature_key text NOT NULL, {cols}, geom geometry NOT NULL)"
                             " ON COMMIT DROP"))
     names = ", ".join(["feature_key", *(f"a{j}" for j in range(len(attrs))), "geom"])
+    return f"COPY layer_raw ({names}) FROM STDIN WITH (FORMAT csv)"
+
+
+def _copy_source(session: Session, spec: LayerSpec, batches) -> None:
+    """COPY the source's valid rows (CSV, one write per batch) into the temporary ``layer_raw``."""
+    copy_sql = _new_raw_table(session, spec)
     conn = session.connection().connection.driver_connection
-    with conn.cursor() as cur, cur.copy(f"COPY layer_raw ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
         for batch in batches:
             if batch.num_rows:
                 copy.write(batch.csv())
@@ -183,39 +191,193 @@ def publish_layer_version(
         return _publish_raster(session, settings, actor, layer, source, name, checksum, options, t0)
     jur = settings.jurisdiction
     report = SourceReport()
+    bulk = not has_partition(session, layer.id)
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
-        _copy_source(session, spec, read_vector(path, name, spec, jur.srid, jur.extent, options, report))
+        batches = read_vector(path, name, spec, jur.srid, jur.extent, options, report)
+        if bulk:
+            version = _new_version(session, actor, layer, name, checksum, note=None)
+            loaded = _bulk_load(session, layer, spec, version.number, jur.srid, batches)
+        else:
+            _copy_source(session, spec, batches)
     timings = {"read_check_copy": time.perf_counter() - t0}
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
-    dups = session.execute(sa.text(
-        "SELECT feature_key, count(*) FROM layer_raw GROUP BY feature_key HAVING count(*) > 1 "
-        "ORDER BY feature_key LIMIT 50")).all()
-    for key, n in dups:
-        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
-                       key, spec.feature_key)
-    if report.problems:
-        raise LayerImportError(layer.name, name, report.problems, report.more_problems)
-    features_sql = _raw_features_sql(spec, jur.srid)
-    compare = _has_live_features(session, layer)
-    if compare:  # only keys and content hashes are kept to compare with the live features
-        session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
-        session.execute(sa.text(f"CREATE TEMP TABLE layer_staging ON COMMIT DROP AS "
-                                f"SELECT feature_key, content_hash FROM ({features_sql}) q"))
-        session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
-        session.execute(sa.text("ANALYZE layer_staging"))
-    timings["stage"] = time.perf_counter() - t0 - timings["read_check_copy"]
-    result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
-                            features_sql=features_sql, compare=compare)
+    if report.problems or not bulk:  # duplicate keys are reported with the other problems
+        _check_duplicates(session, partition_name(layer.id) if bulk else "layer_raw", spec, name, report)
+    if bulk:
+        _index_and_attach(session, layer, spec, name, report)
+        timings["index_attach"] = time.perf_counter() - t0 - timings["read_check_copy"]
+        result = _finish_version(session, actor, layer, spec, version, staged=loaded, inserted=loaded, closed=0,
+                                 changed=0, timings=timings)
+    else:
+        features_sql = _raw_features_sql(spec, jur.srid)
+        compare = _has_live_features(session, layer)
+        if compare:  # only keys and content hashes are kept to compare with the live features
+            session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
+            session.execute(sa.text(f"CREATE TEMP TABLE layer_staging ON COMMIT DROP AS "
+                                    f"SELECT feature_key, content_hash FROM ({features_sql}) q"))
+            session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+            session.execute(sa.text("ANALYZE layer_staging"))
+        timings["stage"] = time.perf_counter() - t0 - timings["read_check_copy"]
+        result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
+                                features_sql=features_sql, compare=compare)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:
         version = session.get(LayerVersion, result.version_id)
         version.note = "\n".join(str(r) for r in report.repairs[:1000])
     return result
+
+
+def partition_name(layer_id: int) -> str:
+    """The name of a layer's partition of layer_features (migration 0009)."""
+    return f"layer_features_p{int(layer_id)}"
+
+
+def has_partition(session: Session, layer_id: int) -> bool:
+    return session.scalar(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition_name(layer_id)})
+
+
+def ensure_partition(session: Session, layer: Layer) -> None:
+    """Create a layer's (empty) partition if it has none; a first import makes its own instead."""
+    if not has_partition(session, layer.id):
+        session.execute(sa.text(f"CREATE TABLE {partition_name(layer.id)} PARTITION OF layer_features "
+                                f"FOR VALUES IN ({int(layer.id)})"))
+        _point_parcels_view(session, layer)
+
+
+# The parcels view (migration 0009) over the cadastre's partition: planned without the other
+# layers' partitions. Columns and their types as the migration made them.
+PARCELS_VIEW = """
+CREATE OR REPLACE VIEW parcels AS
+SELECT f.ident AS id, f.feature_key AS parcel_code, f.attrs->>'holder' AS holder,
+       f.attrs->>'land_use' AS land_use, ST_Area(f.geom) AS area_m2, f.geom, false AS is_retired,
+       f.geom_web, ST_AsEWKB(ST_Transform(ST_Centroid(f.geom), 3857)) AS centre_web
+FROM {table} f
+WHERE f.layer_id = {layer} AND f.valid_to IS NULL
+UNION ALL
+SELECT f.ident, f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, true,
+       f.geom_web, ST_AsEWKB(ST_Transform(ST_Centroid(f.geom), 3857))
+FROM {table} f
+WHERE f.layer_id = {layer} AND f.valid_to IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {table} g
+                  WHERE g.layer_id = f.layer_id AND g.ident = f.ident
+                    AND (g.valid_to IS NULL OR g.valid_to > f.valid_to))
+"""
+
+
+def _point_parcels_view(session: Session, layer: Layer) -> None:
+    """When the cadastre gets its partition, the parcels view reads that partition."""
+    if layer.name == "cadastre":
+        session.execute(sa.text(PARCELS_VIEW.format(table=partition_name(layer.id), layer=int(layer.id))))
+
+
+def _check_duplicates(session: Session, table: str, spec: LayerSpec, name: str, report: SourceReport) -> None:
+    dups = session.execute(sa.text(
+        f"SELECT feature_key, count(*) FROM {table} GROUP BY feature_key HAVING count(*) > 1 "
+        "ORDER BY feature_key LIMIT 50")).all()
+    for key, n in dups:
+        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
+                       key, spec.feature_key)
+    if report.problems:
+        raise LayerImportError(spec.name, name, report.problems, report.more_problems)
+
+
+# The indexes of a layer's partition, as the partitioned indexes of layer_features define them
+# (migration 0009): ATTACH PARTITION adopts them instead of building its own.
+PARTITION_INDEXES = (
+    "ALTER TABLE {t} ADD CONSTRAINT {t}_pkey PRIMARY KEY (id, layer_id)",
+    "CREATE INDEX {t}_geom_idx ON {t} USING gist (geom)",
+    "CREATE INDEX {t}_feature_key_valid_from_idx ON {t} (feature_key, valid_from)",
+    "CREATE INDEX {t}_ident_idx ON {t} (ident)",
+)  # named as CREATE TABLE ... PARTITION OF names them
+PARTITION_LIVE_INDEX = ("CREATE UNIQUE INDEX {t}_layer_id_feature_key_idx ON {t} (layer_id, feature_key) "
+                        "WHERE valid_to IS NULL")
+
+
+def _bulk_load(session: Session, layer: Layer, spec: LayerSpec, number: int, srid: int, batches) -> int:
+    """A layer's first import: its features go into a new table of their own, with no index
+    yet, the layer's partition-to-be. A second thread writes each batch (COPY into
+    ``layer_raw``, then one INSERT ... SELECT that computes attributes, geometry and content
+    hash) while this one reads and checks the next, so the database's work overlaps the
+    reading. Returns the number of rows written."""
+    table = partition_name(layer.id)
+    session.execute(sa.text(f"CREATE TABLE {table} (LIKE layer_features INCLUDING DEFAULTS INCLUDING GENERATED, "
+                            f"CONSTRAINT {table}_layer CHECK (layer_id = {int(layer.id)}))"))
+    copy_sql = _new_raw_table(session, spec)
+    insert_sql = (f"INSERT INTO {table} (id, ident, layer_id, feature_key, valid_from, attrs, content_hash, geom) "
+                  f"SELECT n, n, {int(layer.id)}, feature_key, {int(number)}, attrs, content_hash, geom FROM "
+                  f"(SELECT nextval('layer_features_id_seq') AS n, q.* FROM ({_raw_features_sql(spec, srid)}) q) s")
+    conn = session.connection().connection.driver_connection
+    pending: queue.Queue = queue.Queue(maxsize=2)
+    written = [0]
+    failure: list[BaseException] = []
+
+    def write() -> None:
+        with conn.cursor() as cur:
+            while (batch := pending.get()) is not None:
+                if failure:
+                    continue  # drain, so that the reader never waits on a full queue
+                try:
+                    with cur.copy(copy_sql) as copy:
+                        copy.write(batch.csv())
+                    cur.execute(insert_sql)
+                    written[0] += cur.rowcount
+                    cur.execute("TRUNCATE layer_raw")
+                except BaseException as exc:  # handed to the reader, re-raised there
+                    failure.append(exc)
+
+    writer = threading.Thread(target=write, name=f"import-{layer.name}", daemon=True)
+    writer.start()
+    try:
+        for batch in batches:
+            if failure:
+                break
+            if batch.num_rows:
+                pending.put(batch)
+    finally:
+        pending.put(None)
+        writer.join()
+    if failure:
+        raise failure[0]
+    return written[0]
+
+
+def _index_and_attach(session: Session, layer: Layer, spec: LayerSpec, source_name: str,
+                      report: SourceReport) -> None:
+    """Build the indexes of a bulk-loaded layer table and attach it as the layer's partition.
+    A duplicate key stops the unique index: the keys are then reported."""
+    table = partition_name(layer.id)
+    try:
+        with session.begin_nested():
+            session.execute(sa.text(PARTITION_LIVE_INDEX.format(t=table)))
+    except sa.exc.IntegrityError:
+        _check_duplicates(session, table, spec, source_name, report)
+        raise
+    for ddl in PARTITION_INDEXES:
+        session.execute(sa.text(ddl.format(t=table)))
+    session.execute(sa.text(f"ALTER TABLE layer_features ATTACH PARTITION {table} FOR VALUES IN ({int(layer.id)})"))
+    session.execute(sa.text(f"ANALYZE {table}"))  # the impact query, re-checks and tiles plan with its statistics
+    _point_parcels_view(session, layer)
+
+
+def _new_version(session: Session, actor, layer: Layer, source_name: str, checksum: str, note: str | None
+                 ) -> LayerVersion:
+    number = (session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
+              or 0) + 1
+    version = LayerVersion(layer_id=layer.id, number=number, state="live", created_by_id=actor.id if actor else None,
+                           source_name=source_name, checksum=checksum, note=note)
+    session.add(version)
+    session.flush()
+    return version
+
+
+# A new row's ident: its key's earlier row's (a changed or re-added feature), else a new one.
+IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = :layer AND g.feature_key = s.feature_key"
+             " ORDER BY g.valid_from DESC LIMIT 1), nextval('layer_features_id_seq'))")
 
 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
@@ -229,15 +391,11 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
     computed and written. Without ``compare`` the layer has no live feature: all are new."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
-    number = (session.scalar(sa.select(sa.func.max(LayerVersion.number)).where(LayerVersion.layer_id == layer.id))
-              or 0) + 1
-    version = LayerVersion(layer_id=layer.id, number=number, state="live", created_by_id=actor.id if actor else None,
-                           source_name=source_name, checksum=checksum, note=note)
-    session.add(version)
-    session.flush()
-    p = {"layer": layer.id, "v": number}
-    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom) "
-              f"SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom FROM ({features_sql}) s")
+    version = _new_version(session, actor, layer, source_name, checksum, note)
+    ensure_partition(session, layer)
+    p = {"layer": layer.id, "v": version.number}
+    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom, ident) "
+              f"SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom, {IDENT_SQL} FROM ({features_sql}) s")
     if not compare:
         staged = inserted = session.execute(sa.text(insert), p).rowcount
         n_closed = n_changed = 0
@@ -262,21 +420,26 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
         inserted = session.execute(sa.text(
             insert + " WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE f.layer_id = :layer"
                      " AND f.valid_to IS NULL AND f.feature_key = s.feature_key)"), p).rowcount
-    version.count_changed = n_changed
-    version.count_removed = n_closed - n_changed
-    version.count_added = inserted - n_changed
-    version.count_unchanged = staged - inserted
     timings["write_differences"] = time.perf_counter() - t
+    return _finish_version(session, actor, layer, spec, version, staged=staged, inserted=inserted, closed=n_closed,
+                           changed=n_changed, timings=timings, event_type=event_type, extra=extra)
+
+
+def _finish_version(session: Session, actor, layer: Layer, spec: LayerSpec, version: LayerVersion, *, staged: int,
+                    inserted: int, closed: int, changed: int, timings: dict, event_type: str = "layer_version.published",
+                    extra: dict | None = None) -> VersionReport:
+    """Record a written version's counts and impact, make it current, audit it and re-check the
+    projects it touches."""
+    version.count_changed = changed
+    version.count_removed = closed - changed
+    version.count_added = inserted - changed
+    version.count_unchanged = staged - inserted
     t = time.perf_counter()
-    if layer.name == "cadastre":
-        _sync_parcels(session, layer.id, number)
-        timings["sync_parcels"] = time.perf_counter() - t
-        t = time.perf_counter()
-    version.affected_project_ids = affected_projects(session, layer, spec, number)
+    version.affected_project_ids = affected_projects(session, layer, spec, version.number)
     timings["impact"] = time.perf_counter() - t
     layer.current_version_id = version.id
-    payload = {"layer": layer.name, "number": number, "source": source_name, "added": version.count_added,
-               "changed": version.count_changed, "removed": version.count_removed,
+    payload = {"layer": layer.name, "number": version.number, "source": version.source_name,
+               "added": version.count_added, "changed": version.count_changed, "removed": version.count_removed,
                "unchanged": version.count_unchanged, "affected_projects": version.affected_project_ids}
     record_event(session, actor, event_type, version, {**payload, **(extra or {})})
     recheck_run_ids: list[int] = []
@@ -289,7 +452,7 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
         session.flush()
         recheck_run_ids = recheck_affected(session, version.id)
         timings["recheck"] = time.perf_counter() - t
-    return VersionReport(layer.name, number, version.id, version.count_added, version.count_changed,
+    return VersionReport(layer.name, version.number, version.id, version.count_added, version.count_changed,
                          version.count_removed, version.count_unchanged, staged, 0.0,
                          affected_project_ids=list(version.affected_project_ids), timings=timings,
                          recheck_run_ids=recheck_run_ids)
@@ -308,26 +471,6 @@ def affected_projects(session: Session, layer: Layer, spec: LayerSpec, number: i
         ORDER BY b.project_id
         """), {"layer": layer.id, "v": number, "d": spec.impact_distance_m, "states": list(IN_FLIGHT)}).scalars()
     return list(rows)
-
-
-def _sync_parcels(session: Session, layer_id: int, number: int) -> None:
-    """Keep the parcels table equal to the cadastre's live version (set-based)."""
-    session.execute(sa.text(
-        """
-        UPDATE parcels p SET is_retired = true
-        WHERE NOT p.is_retired AND NOT EXISTS (
-            SELECT 1 FROM layer_features f WHERE f.layer_id = :layer AND f.valid_to IS NULL
-              AND f.feature_key = p.parcel_code)
-        """), {"layer": layer_id})
-    session.execute(sa.text(
-        """
-        INSERT INTO parcels (parcel_code, holder, land_use, area_m2, geom, is_retired)
-        SELECT f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, false
-        FROM layer_features f
-        WHERE f.layer_id = :layer AND f.valid_from = :v
-        ON CONFLICT (parcel_code) DO UPDATE SET holder = EXCLUDED.holder, land_use = EXCLUDED.land_use,
-            area_m2 = EXCLUDED.area_m2, geom = EXCLUDED.geom, is_retired = false
-        """), {"layer": layer_id, "v": number})
 
 
 def _publish_raster(session, settings, actor, layer, source, name, checksum, options, t0) -> VersionReport:

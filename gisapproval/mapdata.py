@@ -74,6 +74,7 @@ STATUS_PRIORITY: Mapping[str, int] = {
 }
 
 PG_INT_MAX = 2**31 - 1  # the largest id an integer column holds
+PG_BIGINT_MAX = 2**63 - 1  # a bigint's (parcel ids are cadastre features' idents)
 
 # Roles that see every project on the map; anyone else (an applicant) sees only their own.
 PORTFOLIO_ROLES = frozenset({"clerk", "reviewer", "leader", "layer_editor", "supervisor", "admin"})
@@ -285,7 +286,7 @@ def parcel_details(session: Session, viewer: User | None, parcel_id: int, today:
     see with its stage, stage status, department statuses and days left. Holders are shown to
     staff, and to an applicant only on parcels of their own projects."""
     today = today or dt.date.today()
-    parcel = session.get(Parcel, parcel_id) if 0 < parcel_id <= PG_INT_MAX else None
+    parcel = session.get(Parcel, parcel_id) if 0 < parcel_id <= PG_BIGINT_MAX else None
     if parcel is None:
         raise NotFoundError(f"no parcel with id {parcel_id}", where="parcel_id")
     visible = visible_projects(viewer).join(project_parcels, project_parcels.c.project_id == Project.id) \

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, deferred, mapped_column, relationship
 
 from .config import load_jurisdiction
 
@@ -124,16 +124,24 @@ class LayerVersion(Base):
 
 
 class LayerFeature(Base):
-    """A feature valid from version ``valid_from`` up to, not including, ``valid_to`` (NULL: still valid)."""
+    """A feature valid from version ``valid_from`` up to, not including, ``valid_to`` (NULL: still valid).
+
+    The table is partitioned by layer (migration 0009): each layer's features are a partition
+    of their own, ``layer_features_p<layer id>``, created at the layer's first import.
+    ``ident`` names the feature across versions (a changed feature keeps its key's ident)."""
 
     __tablename__ = "layer_features"
     __table_args__ = (
-        sa.Index("ix_layer_features_key", "layer_id", "feature_key", "valid_from"),
+        # within a layer's partition layer_id is one value; a unique index must still hold it
+        sa.Index("ix_layer_features_key", "feature_key", "valid_from"),
         sa.Index("ix_layer_features_live", "layer_id", "feature_key", unique=True,
                  postgresql_where=sa.text("valid_to IS NULL")),
+        sa.Index("ix_layer_features_ident", "ident"),
+        {"postgresql_partition_by": "LIST (layer_id)"},
     )
-    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
-    layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"))
+    __mapper_args__ = {"primary_key": ["id"]}  # the table's key is (id, layer_id): a partition key must be in it
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=True)
+    layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"), primary_key=True)
     feature_key: Mapped[str] = mapped_column(sa.String(200))
     valid_from: Mapped[int]
     valid_to: Mapped[int | None]
@@ -142,30 +150,49 @@ class LayerFeature(Base):
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True))
     geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
         sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
+    ident: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("nextval('layer_features_id_seq')"))
+
+
+# Views, kept out of Base.metadata: the schema comparison with the migrations covers tables.
+views = sa.MetaData()
+
+parcels_view = sa.Table(
+    "parcels", views,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("parcel_code", sa.String(200)),
+    sa.Column("holder", sa.String),
+    sa.Column("land_use", sa.String),
+    sa.Column("area_m2", sa.Float),
+    sa.Column("geom", Geometry("GEOMETRY", srid=SRID, spatial_index=False)),
+    sa.Column("is_retired", sa.Boolean),
+    sa.Column("geom_web", sa.LargeBinary),
+    sa.Column("centre_web", sa.LargeBinary),
+)
 
 
 class Parcel(Base):
-    """A cadastral parcel (宗地), the live state of the cadastre layer."""
+    """A cadastral parcel (宗地): a feature of the cadastre layer, through the ``parcels`` view
+    (migration 0009) — its live features, and each retired parcel as its last version had it.
+    ``id`` is the feature's ident, stable while the parcel changes. Read-only."""
 
-    __tablename__ = "parcels"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    parcel_code: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    holder: Mapped[str] = mapped_column(sa.String(200))
-    land_use: Mapped[str] = mapped_column(sa.String(16))
+    __table__ = parcels_view
+    id: Mapped[int]
+    parcel_code: Mapped[str]
+    holder: Mapped[str]
+    land_use: Mapped[str]
     area_m2: Mapped[float]
-    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True))
-    is_retired: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
-    geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
-        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
-    centre_web: Mapped[bytes | None] = mapped_column(  # its centroid, EPSG:3857, for small-scale tiles
-        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(ST_Centroid(geom), 3857))", persisted=True), deferred=True)
+    geom: Mapped[Any]
+    is_retired: Mapped[bool]
+    geom_web = deferred(parcels_view.c.geom_web)  # EPSG:3857 EWKB, for vector tiles
+    centre_web = deferred(parcels_view.c.centre_web)  # its centroid, for small-scale tiles
 
 
 project_parcels = sa.Table(
     "project_parcels",
     Base.metadata,
     sa.Column("project_id", sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("parcel_id", sa.ForeignKey("parcels.id"), primary_key=True),
+    # a parcel's id (the cadastre feature's ident); a constraint trigger checks it (migration 0009)
+    sa.Column("parcel_id", sa.BigInteger, primary_key=True),
 )
 
 
@@ -187,7 +214,9 @@ class Project(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     applicant: Mapped[User] = relationship(foreign_keys=[applicant_id])
-    parcels: Mapped[list[Parcel]] = relationship(secondary=project_parcels)
+    parcels: Mapped[list[Parcel]] = relationship(
+        secondary=project_parcels, primaryjoin="Project.id == project_parcels.c.project_id",
+        secondaryjoin="Parcel.id == foreign(project_parcels.c.parcel_id)")
     buildings: Mapped[list[Building]] = relationship(back_populates="project", cascade="all, delete-orphan")
     stages: Mapped[list[StageInstance]] = relationship(
         back_populates="project", order_by="StageInstance.stage", cascade="all, delete-orphan")

@@ -1,6 +1,8 @@
 """Alembic environment. The URL comes from the caller's config (gisapproval.migrate) or,
 for the plain `alembic` command, from DATABASE_URL / the app's own cluster."""
 
+import re
+
 from alembic import context
 from sqlalchemy import pool
 
@@ -21,8 +23,9 @@ def _url() -> str:
 
 
 def include_object(obj, name, type_, reflected, compare_to):
-    # PostGIS's own tables (spatial_ref_sys, topology) are not ours.
-    if type_ == "table" and name in {"spatial_ref_sys"}:
+    # PostGIS's own tables (spatial_ref_sys, topology) are not ours; each layer's partition of
+    # layer_features (layer_features_p<id>) is made at run time by its first import (0009).
+    if type_ == "table" and (name in {"spatial_ref_sys"} or re.fullmatch(r"layer_features_p\d+", name or "")):
         return False
     return True
 

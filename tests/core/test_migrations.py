@@ -1,5 +1,7 @@
 """The schema comes from Alembic migrations: upgrade from empty, one step down and up again."""
 
+import re
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -10,7 +12,7 @@ from gisapproval.db import make_engine
 from gisapproval.models import SRID, Base
 
 TABLES = {
-    "departments", "users", "user_roles", "layers", "layer_versions", "layer_features", "parcels", "projects",
+    "departments", "users", "user_roles", "layers", "layer_versions", "layer_features", "projects",
     "project_parcels", "buildings", "stage_instances", "review_tasks", "check_runs", "check_results",
     "correction_notices", "clock_events", "events", "api_tokens",
 }
@@ -18,6 +20,7 @@ GEOMETRY_COLUMNS = {
     ("parcels", "geom"), ("layers", "coverage"), ("layer_features", "geom"), ("buildings", "geom"),
     ("check_results", "evidence"),
 }
+VIEWS = {"parcels"}  # the cadastre layer's parcels (migration 0009): indexed through layer_features
 
 
 def _tables(engine) -> set[str]:
@@ -41,6 +44,7 @@ def test_upgrade_from_empty_creates_every_table(empty_db_url, mig_engine):
     assert _tables(mig_engine) == set()
     migrate.upgrade(empty_db_url)
     assert TABLES <= _tables(mig_engine)
+    assert VIEWS <= set(sa.inspect(mig_engine).get_view_names())
     assert migrate.current_heads(empty_db_url) == {_script().get_current_head()}
 
 
@@ -51,7 +55,7 @@ def test_geometries_are_in_the_jurisdiction_srid_with_gist_indexes(empty_db_url,
         got = {(t, col): srid for t, col, srid in rows}
         assert set(got) == GEOMETRY_COLUMNS
         assert set(got.values()) == {SRID} == {4547}
-        for table, column in GEOMETRY_COLUMNS:
+        for table, column in GEOMETRY_COLUMNS - {(v, "geom") for v in VIEWS}:
             gist = c.execute(sa.text(
                 "SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef ILIKE :d"),
                 {"t": table, "d": f"%USING gist ({column})%"}).scalar()
@@ -67,7 +71,8 @@ def test_models_and_migrations_agree(empty_db_url, mig_engine):
 
 
 def _ours(obj, name, type_, reflected, compare_to):
-    return not (type_ == "table" and name == "spatial_ref_sys")
+    """As migrations/env.py: PostGIS's table and the layers' partitions are not compared."""
+    return not (type_ == "table" and (name == "spatial_ref_sys" or re.fullmatch(r"layer_features_p\d+", name)))
 
 
 def _columns(engine, table) -> set[str]:
@@ -117,3 +122,46 @@ def test_downgrade_to_base_leaves_nothing(empty_db_url, mig_engine):
     assert _tables(mig_engine) == {"alembic_version"}
     migrate.upgrade(empty_db_url)
     assert TABLES <= _tables(mig_engine)
+
+
+def test_partitioning_keeps_every_feature_parcel_and_project_parcel(settings, own_sample_db):
+    """Down to 0008 (one layer_features table, a parcels table) and up again (migration 0009)
+    with the sample district loaded: every feature, every parcel id and code and shape, every
+    project's parcels stay as they were; each layer's features are in its own partition."""
+    parcels_sql = ("SELECT id, parcel_code, is_retired, md5(ST_AsBinary(ST_Multi(geom))) FROM parcels "
+                   "ORDER BY id")
+    features_sql = ("SELECT layer_id, feature_key, valid_from, valid_to, content_hash FROM layer_features "
+                    "ORDER BY layer_id, feature_key, valid_from")
+    links_sql = "SELECT project_id, parcel_id FROM project_parcels ORDER BY 1, 2"
+    with own_sample_db("migrate_data") as url:
+        engine = make_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as c:
+                before = [c.execute(sa.text(q)).all() for q in (parcels_sql, features_sql, links_sql)]
+                layer_ids = set(c.execute(sa.text("SELECT DISTINCT layer_id FROM layer_features")).scalars())
+            assert len(before[0]) > 100 and len(before[2]) > 10
+            migrate.downgrade(url, "0008")
+            assert "parcels" in _tables(engine) and not _partitions(engine)
+            with engine.connect() as c:
+                assert [c.execute(sa.text(q)).all() for q in (parcels_sql, features_sql, links_sql)] == before
+            migrate.upgrade(url)
+            with engine.connect() as c:
+                assert [c.execute(sa.text(q)).all() for q in (parcels_sql, features_sql, links_sql)] == before
+                parts = dict(c.execute(sa.text(
+                    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+                    "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'layer_features'::regclass "
+                    "AND c.relkind = 'r'")).all())
+                assert parts == {f"layer_features_p{i}": f"FOR VALUES IN ({i})" for i in layer_ids}
+                assert compare_metadata(MigrationContext.configure(c, opts={"include_object": _ours}),
+                                        Base.metadata) == []
+                with pytest.raises(sa.exc.IntegrityError, match="no parcel with id"):
+                    c.execute(sa.text("INSERT INTO project_parcels (project_id, parcel_id) "
+                                      "SELECT min(id), -1 FROM projects"))
+        finally:
+            engine.dispose()
+
+
+def _partitions(engine) -> set[str]:
+    with engine.connect() as c:
+        return set(c.execute(sa.text("SELECT relname FROM pg_class WHERE relname LIKE 'layer_features_p%' "
+                                     "AND relkind = 'r'")).scalars())

@@ -60,12 +60,9 @@ class World:
     def parcel(self, geom, land_use="R2", holder="华南置业有限公司", code=None) -> Parcel:
         code = code or f"TP{next(_seq):06d}"
         geom = shapely.MultiPolygon([geom]) if geom.geom_type == "Polygon" else geom
-        self.feature("cadastre", geom, code, parcel_code=code, holder=holder, land_use=land_use, area_m2=geom.area)
-        p = Parcel(parcel_code=code, holder=holder, land_use=land_use, area_m2=geom.area,
-                   geom=from_shape(geom, srid=SRID))
-        self.s.add(p)
-        self.s.flush()
-        return p
+        f = self.feature("cadastre", geom, code, parcel_code=code, holder=holder, land_use=land_use,
+                         area_m2=geom.area)
+        return self.s.get(Parcel, f.ident)  # the parcels view shows the cadastre's feature
 
     def user(self, name="applicant1") -> User:
         return self.s.scalar(sa.select(User).where(User.username == name))

@@ -213,8 +213,14 @@ def _plan(session, stmt):
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     session.execute(sa.text("SET LOCAL enable_sort = off"))  # a KNN ORDER BY is answered by the index
     try:
-        return json.dumps(session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql.replace("%", "%%"))
+        plan = json.dumps(session.connection().exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql.replace("%", "%%"))
                           .scalar())
+        # a layer's partition index stands for the partitioned index of layer_features it belongs to
+        for child, parent in session.execute(sa.text(
+                "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i' AND p.relkind = 'I'")):
+            plan = plan.replace(f'"{child}"', f'"{parent}"')
+        return plan
     finally:
         session.execute(sa.text("SET LOCAL enable_seqscan = on"))
         session.execute(sa.text("SET LOCAL enable_sort = on"))

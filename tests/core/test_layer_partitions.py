@@ -1,0 +1,172 @@
+"""A layer's first import builds its own partition of layer_features (migration 0009); the
+parcels view follows the cadastre layer, a parcel keeping its id while it changes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import geopandas as gpd
+import pytest
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from gisapproval import migrate
+from gisapproval.accounts import sync_departments
+from gisapproval.catalogue import default_catalogue
+from gisapproval.config import database_url
+from gisapproval.db import drop_database, ensure_database, make_engine, session_scope
+from gisapproval.errors import InputError
+from gisapproval.layerimport import ImportOptions
+from gisapproval.layerstore import register_layers
+from gisapproval.layerversions import features_as_of, partition_name, publish_layer_version
+from gisapproval.models import Layer, LayerFeature, LayerVersion, Parcel
+
+X0, Y0 = 436000.0, 2542000.0  # inside the jurisdiction (EPSG:4547)
+
+
+@pytest.fixture(scope="module")
+def fresh_engine(settings):
+    """A migrated database whose catalogue layers have never been imported."""
+    url = database_url(settings, f"gisapproval_test_fresh_layers_{os.getpid()}_{secrets.token_hex(3)}")
+    ensure_database(url)
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_scope(sa.orm.sessionmaker(engine)) as s:
+            sync_departments(s)
+            register_layers(s, default_catalogue(), shapely.box(*settings.jurisdiction.extent),
+                            settings.jurisdiction.srid)
+        yield engine
+    finally:
+        engine.dispose()
+        drop_database(url)
+
+
+def hazards(codes, risk="medium"):
+    return gpd.GeoDataFrame(
+        {"zone_code": list(codes), "hazard_type": ["landslide"] * len(codes), "risk_level": [risk] * len(codes)},
+        geometry=[shapely.box(X0 + i * 100, Y0, X0 + i * 100 + 80, Y0 + 80) for i in range(len(codes))],
+        crs="EPSG:4547")
+
+
+def _import(session, settings, frame, path, layer="hazard_zones"):
+    frame.to_file(path)
+    return publish_layer_version(session, settings, None, layer, path, options=ImportOptions(),
+                                 check_permission=False)
+
+
+def _partition_indexes(session, layer_id) -> dict[str, str]:
+    return dict(session.execute(sa.text(
+        "SELECT i.relname, pi.relname FROM pg_inherits h JOIN pg_class i ON i.oid = h.inhrelid "
+        "JOIN pg_class pi ON pi.oid = h.inhparent JOIN pg_index x ON x.indexrelid = i.oid "
+        "WHERE x.indrelid = to_regclass(:t)"), {"t": partition_name(layer_id)}).all())
+
+
+def test_a_first_import_builds_and_attaches_the_layers_own_partition(fresh_engine, settings, tmp_path):
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            assert s.scalar(sa.text("SELECT to_regclass(:t)"), {"t": partition_name(layer.id)}) is None
+            report = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+            assert (report.added, report.changed, report.removed, report.unchanged) == (3, 0, 0, 0)
+            assert "index_attach" in report.timings
+            # every index of the partitioned table is the partition's own, adopted by ATTACH
+            assert set(_partition_indexes(s, layer.id).values()) == {
+                "layer_features_pkey", "idx_layer_features_geom", "ix_layer_features_key",
+                "ix_layer_features_live", "ix_layer_features_ident"}
+            rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
+                                       LayerFeature.geom_web.is_not(None))
+                             .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
+            assert [r[0] for r in rows] == ["H1", "H2", "H3"] and all(r[1] == r[2] and r[3] for r in rows)
+            # the second import compares with the partition's live features
+            again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
+            idents = dict(s.execute(sa.select(LayerFeature.feature_key, LayerFeature.ident)
+                                    .where(features_as_of(layer.id, again.number))).all())
+            assert idents["H1"] == rows[0][2] and idents["H2"] == rows[1][2]  # changed: same ident
+            assert idents["H4"] not in {r[2] for r in rows}
+        finally:
+            s.rollback()
+
+
+def test_the_cadastres_first_import_points_the_parcels_view_at_its_partition(fresh_engine, settings, tmp_path):
+    frame = gpd.GeoDataFrame(
+        {"parcel_code": ["P1", "P2"], "holder": ["甲公司", "乙公司"], "land_use": ["R2", "B1"],
+         "area_m2": [6400.0, 6400.0]},
+        geometry=[shapely.MultiPolygon([shapely.box(X0 + i * 100, Y0, X0 + i * 100 + 80, Y0 + 80)]) for i in (0, 1)],
+        crs="EPSG:4547")
+    with Session(fresh_engine) as s:
+        try:
+            cadastre = s.scalar(sa.select(Layer).where(Layer.name == "cadastre"))
+            assert "FROM layer_features f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
+            _import(s, settings, frame, tmp_path / "c.gpkg", layer="cadastre")
+            assert f"FROM {partition_name(cadastre.id)} f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
+            got = s.execute(sa.select(Parcel.parcel_code, Parcel.holder, Parcel.land_use, Parcel.area_m2,
+                                      Parcel.is_retired).order_by(Parcel.parcel_code)).all()
+            assert got == [("P1", "甲公司", "R2", pytest.approx(6400.0), False),
+                           ("P2", "乙公司", "B1", pytest.approx(6400.0), False)]
+        finally:
+            s.rollback()
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("invalid", r"feature 'H2'.*invalid geometry: Self-intersection"),
+    ("duplicate", r"feature 'H1'.*key 'zone_code' appears 2 times"),
+    ("both", r"invalid geometry: Self-intersection.*appears 2 times"),
+])
+def test_a_refused_first_import_leaves_no_table_and_no_version(fresh_engine, settings, tmp_path, problem, match):
+    frame = hazards(["H1", "H2", "H1" if problem != "invalid" else "H3"])
+    if problem != "duplicate":
+        frame.loc[1, "geometry"] = shapely.Polygon([(X0, Y0), (X0 + 50, Y0 + 50), (X0 + 50, Y0), (X0, Y0 + 50)])
+    with Session(fresh_engine) as s:
+        layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+        with pytest.raises(InputError, match=match):
+            _import(s, settings, frame, tmp_path / "bad.gpkg")
+        s.rollback()
+        assert s.scalar(sa.text("SELECT to_regclass(:t)"), {"t": partition_name(layer.id)}) is None
+        assert s.scalar(sa.select(sa.func.count()).select_from(LayerVersion)
+                        .where(LayerVersion.layer_id == layer.id)) == 0
+        assert s.get(Layer, layer.id).current_version_id is None
+
+
+def test_readers_of_other_layers_are_not_blocked_by_a_first_import(fresh_engine, settings, tmp_path):
+    with Session(fresh_engine) as first, fresh_engine.connect() as reader:
+        try:
+            _import(first, settings, hazards(["Z1"]), tmp_path / "z.gpkg", layer="hazard_zones")
+            first.flush()
+            farm = gpd.GeoDataFrame({"farmland_code": ["F1"], "area_m2": [6400.0]},
+                                    geometry=[shapely.box(X0, Y0, X0 + 80, Y0 + 80)], crs="EPSG:4547")
+            _import(first, settings, farm, tmp_path / "f.gpkg", layer="basic_farmland")  # not committed
+            reader.execute(sa.text("SET lock_timeout = '2s'"))
+            # the parent table, the parcels view and other layers stay readable meanwhile
+            assert reader.scalar(sa.select(sa.func.count()).select_from(LayerFeature)) == 0
+            assert reader.scalar(sa.select(sa.func.count()).select_from(Parcel)) == 0
+        finally:
+            first.rollback()
+
+
+def test_a_parcel_keeps_its_id_while_it_changes_and_when_it_is_retired(session, settings, tmp_path):
+    cadastre = session.scalar(sa.select(Layer).where(Layer.name == "cadastre"))
+    live = session.execute(sa.select(LayerFeature.feature_key, LayerFeature.attrs, LayerFeature.geom)
+                           .where(features_as_of(cadastre.id, session.get(LayerVersion,
+                                                                          cadastre.current_version_id).number))
+                           .order_by(LayerFeature.feature_key)).all()
+    ids = dict(session.execute(sa.select(Parcel.parcel_code, Parcel.id)).all())
+    frame = gpd.GeoDataFrame([{**attrs, "parcel_code": key} for key, attrs, _ in live],
+                             geometry=gpd.GeoSeries.from_wkb([bytes(g.data) for _, _, g in live]), crs="EPSG:4547")
+    changed, removed = live[0][0], live[1][0]
+    frame.loc[frame["parcel_code"] == changed, "holder"] = "新权利人有限公司"
+    v2 = _import(session, settings, frame[frame["parcel_code"] != removed], tmp_path / "c2.gpkg", layer="cadastre")
+    assert (v2.changed, v2.removed) == (1, 1)
+    p = session.get(Parcel, ids[changed], populate_existing=True)
+    assert (p.parcel_code, p.holder, p.is_retired) == (changed, "新权利人有限公司", False)
+    gone = session.get(Parcel, ids[removed], populate_existing=True)
+    assert (gone.parcel_code, gone.is_retired) == (removed, True)
+    assert session.scalar(sa.select(sa.func.count()).select_from(Parcel)
+                          .where(Parcel.parcel_code == removed)) == 1
+    _import(session, settings, frame, tmp_path / "c3.gpkg", layer="cadastre")  # the parcel comes back
+    back = session.get(Parcel, ids[removed], populate_existing=True)
+    assert (back.parcel_code, back.is_retired) == (removed, False)
+    assert dict(session.execute(sa.select(Parcel.parcel_code, Parcel.id)).all()) == ids
