@@ -4,7 +4,7 @@ Vector sources (GeoPackage, GeoJSON, zipped Shapefile) are streamed in Arrow bat
 pyogrio, so memory stays bounded whatever the file's size. Each batch is checked column by
 column (Arrow compute and shapely's vectorised predicates; a Python loop runs only over the
 rows of a column that needs one, to name each bad value) and handed on as an Arrow table —
-key, typed attributes, geometry as hex WKB — that COPY reads as CSV. Every problem is
+key, attributes as JSON, geometry as hex EWKB — that COPY reads as CSV. Every problem is
 reported with the feature's key (or its position) and the field; nothing is written while any
 problem remains.
 """
@@ -12,7 +12,9 @@ problem remains.
 from __future__ import annotations
 
 import io
+import json
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,8 +87,8 @@ class LayerImportError(InputError):
 
 @dataclass
 class Batch:
-    """Valid rows of one source batch: feature_key, the attributes in catalogue order (typed),
-    and geom (hex WKB; SRID and multi type are set in SQL)."""
+    """Valid rows of one source batch: feature_key, attrs (JSON text) and geom (hex EWKB in the
+    layer's type and the storage SRID) — as layer_features stores them."""
 
     table: pa.Table
 
@@ -94,10 +96,14 @@ class Batch:
     def num_rows(self) -> int:
         return self.table.num_rows
 
-    def csv(self) -> bytes:
-        """The rows as CSV for ``COPY ... (FORMAT csv)`` (no header; strings quoted)."""
+    def csv(self, **constants) -> bytes:
+        """The rows as CSV for ``COPY ... (FORMAT csv)`` (no header; strings quoted), after a
+        column per ``constants`` item holding that value in every row."""
+        table = self.table
+        for i, (name, value) in enumerate(constants.items()):
+            table = table.add_column(i, name, pa.repeat(pa.scalar(value), table.num_rows))
         buf = io.BytesIO()
-        pacsv.write_csv(self.table, buf, pacsv.WriteOptions(include_header=False))
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
         return buf.getvalue()
 
 
@@ -423,15 +429,50 @@ def _batch(rb, mapping, geom_col, start, name, spec, srid, extent, transformer, 
                           f"lies outside the jurisdiction (bounds {x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f} in EPSG:{srid})")
             good[i] = False
     mask = pa.array(good)
-    if changed:  # reprojected or repaired: encode the new shapes
-        hexes = shapely.to_wkb(geoms[good], hex=True, output_dimension=2)
-        geom_hex = pa.array(hexes, type=pa.string())
-    else:  # the source's own WKB, untouched
-        geom_hex = pa.array([b.hex() for b in pc.filter(wkb, mask).to_pylist()], type=pa.string())
-    table = pa.table({"feature_key": pc.filter(columns[spec.feature_key], mask).cast(pa.string()),
-                      **{f"a{j}": pc.filter(columns[a], mask) for j, a in enumerate(spec.attributes)},
-                      "geom": geom_hex})
-    return Batch(table)
+    keys = pc.filter(columns[spec.feature_key], mask).cast(pa.string())
+    attrs = attrs_json({a: pc.filter(columns[a], mask) for a in spec.attributes}, spec.attributes)
+    raw = None if changed else pc.filter(wkb, mask)
+    return Batch(pa.table({"feature_key": keys, "attrs": attrs,
+                           "geom": _ewkb_hex(raw, geoms[good], spec.geometry_type, srid)}))
+
+
+def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
+    """Each row's attributes as one JSON object (text), in catalogue order, built column-wise.
+    Numbers are written as Arrow writes a double (shortest round-trip form), which jsonb reads
+    as the same number jsonb_build_object makes of the double."""
+    parts: list = []
+    for i, (name, typ) in enumerate(types.items()):
+        col = columns[name]
+        if typ == "str":
+            if pc.any(pc.match_substring_regex(col, r"[\x00-\x1f]")).as_py():  # control characters: json escapes
+                value = pa.array([json.dumps(v, ensure_ascii=False) for v in col.to_pylist()], type=pa.string())
+            else:
+                escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
+                value = pc.binary_join_element_wise('"', escaped, '"', "")
+        else:  # whole or finite numbers, checked above
+            value = col.cast(pa.string())
+        parts += [("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":", value]
+    return pc.binary_join_element_wise(*parts, "}", "")
+
+
+WKB_TYPE_CODES = {"Point": 1, "LineString": 2, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
+
+
+def _ewkb_hex(raw: pa.Array | None, geoms: np.ndarray, geometry_type: str, srid: int) -> pa.Array:
+    """The geometries as hex EWKB, 2D, in the layer's (multi) type, with the storage SRID.
+    ``raw``: the source's own WKB when the shapes are untouched — when every one is already
+    little-endian 2D of the layer's type, only its header is rewritten."""
+    code = WKB_TYPE_CODES[geometry_type]
+    if raw is not None:
+        values = raw.to_pylist()
+        head = b"\x01" + struct.pack("<I", code)
+        if all(v[:5] == head for v in values):
+            prefix = (b"\x01" + struct.pack("<II", code | 0x20000000, srid)).hex()
+            return pa.array([prefix + v[5:].hex() for v in values], type=pa.string())
+    from .layerstore import to_multi
+
+    shapes = shapely.set_srid(to_multi(geoms, geometry_type), srid)
+    return pa.array(shapely.to_wkb(shapes, hex=True, include_srid=True, output_dimension=2), type=pa.string())
 
 
 def _label(name: str, key: str, position: int) -> str:

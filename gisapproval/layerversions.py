@@ -1,20 +1,25 @@
 """Layer versions: publish an import, roll back, diff, query as of a version, find the impact.
 
 Use cases take a session and let the caller commit. A new version is written in one
-transaction: the source is validated while it streams, batch by batch, into a temporary table
-by COPY (CSV); attributes (jsonb), the stored geometry and the content hash are computed in
-the database; the new content is compared with the live features by key and content hash and
-only the differences are written (set-based; a first import of an empty layer inserts straight
-from the copied rows). Until the caller commits, every other session keeps seeing the previous
-version. ``VersionReport.timings`` tells where an import's time went.
+transaction, and the source is checked while it streams, batch by batch, through COPY (CSV:
+key, attributes as JSON, hex EWKB) into the database, which stores each batch while the next
+is read:
+
+- a layer's first import goes straight into a new table, the layer's partition-to-be of
+  layer_features (migration 0009); its indexes are built once, after loading, and the table
+  is attached as the layer's partition;
+- a later import goes into a temporary table, is compared with the live features by key and
+  content hash (computed by the database, as layer_features computes it), and only the
+  differences are written (set-based).
+
+Until the caller commits, every other session keeps seeing the previous version.
+``VersionReport.timings`` tells where an import's time went.
 """
 
 from __future__ import annotations
 
-import queue
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,17 +111,20 @@ def features_as_of(layer_id: int, number: int):
                    sa.or_(LayerFeature.valid_to.is_(None), LayerFeature.valid_to > number))
 
 
+# The new content of a layer, before it is compared with the live features.
 STAGING_DDL = """
 CREATE TEMP TABLE layer_staging (
     feature_key text NOT NULL,
     attrs jsonb NOT NULL,
-    content_hash text NOT NULL,
     geom geometry NOT NULL
 ) ON COMMIT DROP
 """
 
 
-STAGED_FEATURES = "SELECT feature_key, attrs, content_hash, geom FROM layer_staging"
+def same_content(a: str, b: str) -> str:
+    """SQL: features ``a`` and ``b`` (aliases) have the same content — equal attributes and the
+    very same geometry (its EWKB bytes, vertex for vertex)."""
+    return f"({a}.attrs = {b}.attrs AND ST_AsEWKB({a}.geom) = ST_AsEWKB({b}.geom))"
 
 
 def _new_staging(session: Session) -> None:
@@ -124,42 +132,21 @@ def _new_staging(session: Session) -> None:
     session.execute(sa.text(STAGING_DDL))
 
 
-PG_TYPES = {"str": "text", "int": "bigint", "float": "double precision"}
-# A feature's content: its geometry and attributes as stored. jsonb's text form is canonical
-# (keys ordered), so equal content hashes equal, whatever the source's column order.
-CONTENT_HASH_SQL = "encode(sha256(ST_AsEWKB(geom) || convert_to(attrs::text, 'UTF8')), 'hex')"
+def _index_staging(session: Session) -> None:
+    session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+    session.execute(sa.text("ANALYZE layer_staging"))
 
 
-def _new_raw_table(session: Session, spec: LayerSpec) -> str:
-    """Create the temporary ``layer_raw`` for the source's rows; returns the COPY statement (CSV)."""
-    session.execute(sa.text("DROP TABLE IF EXISTS layer_raw"))
-    attrs = list(spec.attributes)
-    cols = ", ".join(f"a{j} {PG_TYPES[spec.attributes[a]]}" for j, a in enumerate(attrs))
-    session.execute(sa.text(f"CREATE TEMP TABLE layer_raw (feature_key text NOT NULL, {cols}, geom geometry NOT NULL)"
-                            " ON COMMIT DROP"))
-    names = ", ".join(["feature_key", *(f"a{j}" for j in range(len(attrs))), "geom"])
-    return f"COPY layer_raw ({names}) FROM STDIN WITH (FORMAT csv)"
-
-
-def _copy_source(session: Session, spec: LayerSpec, batches) -> None:
-    """COPY the source's valid rows (CSV, one write per batch) into the temporary ``layer_raw``."""
-    copy_sql = _new_raw_table(session, spec)
+def _copy_batches(session: Session, copy_sql: str, batches, **constants) -> int:
+    """COPY the source's valid rows (CSV, one write per batch, ``constants`` first in each row);
+    the database stores each batch while the next is read and checked. Returns the rows copied."""
     conn = session.connection().connection.driver_connection
-    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-        for batch in batches:
-            if batch.num_rows:
-                copy.write(batch.csv())
-
-
-def _raw_features_sql(spec: LayerSpec, srid: int) -> str:
-    """``layer_raw`` as features: attributes as jsonb, the geometry in the storage SRID and the
-    layer's (multi) type, the content hash — computed in the database, set-based."""
-    pairs = ", ".join(f"'{a}', r.a{j}" for j, a in enumerate(spec.attributes))  # names checked by the catalogue
-    geom = f"ST_SetSRID(ST_Force2D(r.geom), {int(srid)})"
-    if (spec.geometry_type or "").startswith("Multi"):
-        geom = f"ST_Multi({geom})"
-    return (f"SELECT feature_key, attrs, {CONTENT_HASH_SQL} AS content_hash, geom FROM ("
-            f"SELECT r.feature_key, jsonb_build_object({pairs}) AS attrs, {geom} AS geom FROM layer_raw r) s")
+    with conn.cursor() as cur:
+        with cur.copy(copy_sql) as copy:
+            for batch in batches:
+                if batch.num_rows:
+                    copy.write(batch.csv(**constants))
+        return cur.rowcount
 
 
 def _has_live_features(session: Session, layer: Layer) -> bool:
@@ -197,33 +184,31 @@ def publish_layer_version(
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
         batches = read_vector(path, name, spec, jur.srid, jur.extent, options, report)
-        if bulk:
+        if bulk:  # the layer's first import: straight into its partition-to-be
             version = _new_version(session, actor, layer, name, checksum, note=None)
-            loaded = _bulk_load(session, layer, spec, version.number, jur.srid, batches)
+            table = _new_partition_table(session, layer)
+            loaded = _copy_batches(session, f"COPY {table} (layer_id, valid_from, feature_key, attrs, geom) "
+                                            "FROM STDIN WITH (FORMAT csv)", batches,
+                                   layer_id=layer.id, valid_from=version.number)
         else:
-            _copy_source(session, spec, batches)
+            _new_staging(session)
+            _copy_batches(session, "COPY layer_staging (feature_key, attrs, geom) FROM STDIN WITH (FORMAT csv)",
+                          batches)
     timings = {"read_check_copy": time.perf_counter() - t0}
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
     if report.problems or not bulk:  # duplicate keys are reported with the other problems
-        _check_duplicates(session, partition_name(layer.id) if bulk else "layer_raw", spec, name, report)
+        _check_duplicates(session, partition_name(layer.id) if bulk else "layer_staging", spec, name, report)
     if bulk:
         _index_and_attach(session, layer, spec, name, report)
         timings["index_attach"] = time.perf_counter() - t0 - timings["read_check_copy"]
         result = _finish_version(session, actor, layer, spec, version, staged=loaded, inserted=loaded, closed=0,
                                  changed=0, timings=timings)
     else:
-        features_sql = _raw_features_sql(spec, jur.srid)
-        compare = _has_live_features(session, layer)
-        if compare:  # only keys and content hashes are kept to compare with the live features
-            session.execute(sa.text("DROP TABLE IF EXISTS layer_staging"))
-            session.execute(sa.text(f"CREATE TEMP TABLE layer_staging ON COMMIT DROP AS "
-                                    f"SELECT feature_key, content_hash FROM ({features_sql}) q"))
-            session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
-            session.execute(sa.text("ANALYZE layer_staging"))
+        _index_staging(session)
         timings["stage"] = time.perf_counter() - t0 - timings["read_check_copy"]
         result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
-                                features_sql=features_sql, compare=compare)
+                                compare=_has_live_features(session, layer))
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:
@@ -298,52 +283,13 @@ PARTITION_LIVE_INDEX = ("CREATE UNIQUE INDEX {t}_layer_id_feature_key_idx ON {t}
                         "WHERE valid_to IS NULL")
 
 
-def _bulk_load(session: Session, layer: Layer, spec: LayerSpec, number: int, srid: int, batches) -> int:
-    """A layer's first import: its features go into a new table of their own, with no index
-    yet, the layer's partition-to-be. A second thread writes each batch (COPY into
-    ``layer_raw``, then one INSERT ... SELECT that computes attributes, geometry and content
-    hash) while this one reads and checks the next, so the database's work overlaps the
-    reading. Returns the number of rows written."""
+def _new_partition_table(session: Session, layer: Layer) -> str:
+    """A layer's first import writes its features into a new table with no index yet, the
+    layer's partition-to-be (``_index_and_attach`` makes it one)."""
     table = partition_name(layer.id)
     session.execute(sa.text(f"CREATE TABLE {table} (LIKE layer_features INCLUDING DEFAULTS INCLUDING GENERATED, "
                             f"CONSTRAINT {table}_layer CHECK (layer_id = {int(layer.id)}))"))
-    copy_sql = _new_raw_table(session, spec)
-    insert_sql = (f"INSERT INTO {table} (id, ident, layer_id, feature_key, valid_from, attrs, content_hash, geom) "
-                  f"SELECT n, n, {int(layer.id)}, feature_key, {int(number)}, attrs, content_hash, geom FROM "
-                  f"(SELECT nextval('layer_features_id_seq') AS n, q.* FROM ({_raw_features_sql(spec, srid)}) q) s")
-    conn = session.connection().connection.driver_connection
-    pending: queue.Queue = queue.Queue(maxsize=2)
-    written = [0]
-    failure: list[BaseException] = []
-
-    def write() -> None:
-        with conn.cursor() as cur:
-            while (batch := pending.get()) is not None:
-                if failure:
-                    continue  # drain, so that the reader never waits on a full queue
-                try:
-                    with cur.copy(copy_sql) as copy:
-                        copy.write(batch.csv())
-                    cur.execute(insert_sql)
-                    written[0] += cur.rowcount
-                    cur.execute("TRUNCATE layer_raw")
-                except BaseException as exc:  # handed to the reader, re-raised there
-                    failure.append(exc)
-
-    writer = threading.Thread(target=write, name=f"import-{layer.name}", daemon=True)
-    writer.start()
-    try:
-        for batch in batches:
-            if failure:
-                break
-            if batch.num_rows:
-                pending.put(batch)
-    finally:
-        pending.put(None)
-        writer.join()
-    if failure:
-        raise failure[0]
-    return written[0]
+    return table
 
 
 def _index_and_attach(session: Session, layer: Layer, spec: LayerSpec, source_name: str,
@@ -360,7 +306,6 @@ def _index_and_attach(session: Session, layer: Layer, spec: LayerSpec, source_na
     for ddl in PARTITION_INDEXES:
         session.execute(sa.text(ddl.format(t=table)))
     session.execute(sa.text(f"ALTER TABLE layer_features ATTACH PARTITION {table} FOR VALUES IN ({int(layer.id)})"))
-    session.execute(sa.text(f"ANALYZE {table}"))  # the impact query, re-checks and tiles plan with its statistics
     _point_parcels_view(session, layer)
 
 
@@ -382,32 +327,28 @@ IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = 
 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
                    note: str | None, event_type: str = "layer_version.published", extra: dict | None = None,
-                   timings: dict | None = None, features_sql: str = STAGED_FEATURES, compare: bool = True
-                   ) -> VersionReport:
-    """Make the new content the layer's next version, writing only the differences.
-
-    ``layer_staging`` holds the new content's keys and content hashes; ``features_sql`` selects
-    the new features (feature_key, attrs, content_hash, geom) — only those not live already are
-    computed and written. Without ``compare`` the layer has no live feature: all are new."""
+                   timings: dict | None = None, compare: bool = True) -> VersionReport:
+    """Make the content of ``layer_staging`` the layer's next version, writing only the
+    differences. Without ``compare`` the layer has no live feature: all are new."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     version = _new_version(session, actor, layer, source_name, checksum, note)
     ensure_partition(session, layer)
     p = {"layer": layer.id, "v": version.number}
-    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, content_hash, geom, ident) "
-              f"SELECT :layer, s.feature_key, :v, s.attrs, s.content_hash, s.geom, {IDENT_SQL} FROM ({features_sql}) s")
+    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, geom, ident) "
+              f"SELECT :layer, s.feature_key, :v, s.attrs, s.geom, {IDENT_SQL} FROM layer_staging s")
     if not compare:
         staged = inserted = session.execute(sa.text(insert), p).rowcount
         n_closed = n_changed = 0
     else:
         staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
         n_closed, n_changed = session.execute(sa.text(
-            """
+            f"""
             WITH closed AS (
                 UPDATE layer_features f SET valid_to = :v
                 WHERE f.layer_id = :layer AND f.valid_to IS NULL
                   AND NOT EXISTS (SELECT 1 FROM layer_staging s
-                                  WHERE s.feature_key = f.feature_key AND s.content_hash = f.content_hash)
+                                  WHERE s.feature_key = f.feature_key AND {same_content("s", "f")})
                 RETURNING f.feature_key
             )
             SELECT count(*) AS closed,
@@ -415,8 +356,6 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
                                                   WHERE s.feature_key = closed.feature_key))
             FROM closed
             """), p).one()
-        # the filter reaches into features_sql before its columns are computed: unchanged
-        # features are never re-encoded or hashed a second time
         inserted = session.execute(sa.text(
             insert + " WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE f.layer_id = :layer"
                      " AND f.valid_to IS NULL AND f.feature_key = s.feature_key)"), p).rowcount
@@ -519,11 +458,11 @@ def rollback_layer(session: Session, actor: User | None, layer_name: str, to_num
     _lock(session, layer)
     _new_staging(session)
     session.execute(sa.text(
-        "INSERT INTO layer_staging (feature_key, attrs, content_hash, geom) "
-        "SELECT feature_key, attrs, content_hash, geom FROM layer_features "
+        "INSERT INTO layer_staging (feature_key, attrs, geom) "
+        "SELECT feature_key, attrs, geom FROM layer_features "
         "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
         {"layer": layer.id, "n": to_number})
-    session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
+    _index_staging(session)
     result = _apply_staging(session, actor, layer, spec, f"rollback to version {to_number}", target.checksum,
                             note=f"content of version {to_number}", event_type="layer_version.rolled_back",
                             extra={"to_version": to_number})
@@ -550,16 +489,18 @@ class Diff:
         return {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed)}
 
 
+# A feature in both versions is one row unless it changed, or changed and changed back (a
+# rollback writes the earlier content again): only rows that differ are compared.
 DIFF_SQL = """
-WITH a AS (SELECT id, feature_key, content_hash, attrs, geom FROM layer_features
+WITH a AS (SELECT id, feature_key, attrs, geom FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)),
-     b AS (SELECT id, feature_key, content_hash, attrs, geom FROM layer_features
+     b AS (SELECT id, feature_key, attrs, geom FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
 SELECT coalesce(a.feature_key, b.feature_key) AS key,
        CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind
        {geom}
 FROM a FULL JOIN b ON a.feature_key = b.feature_key
-WHERE a.id IS NULL OR b.id IS NULL OR a.content_hash <> b.content_hash
+WHERE a.id IS NULL OR b.id IS NULL OR (a.id <> b.id AND NOT """ + same_content("a", "b") + """)
 ORDER BY key
 """
 

@@ -50,7 +50,8 @@ def write(frame, path: Path, driver=None) -> Path:
 
 def live(session: Session, layer="hazard_zones"):
     layer_row = session.scalar(sa.select(Layer).where(Layer.name == layer))
-    feats = session.execute(sa.select(LayerFeature.feature_key, LayerFeature.content_hash)
+    feats = session.execute(sa.select(LayerFeature.feature_key, sa.cast(LayerFeature.attrs, sa.Text),
+                                      sa.func.md5(sa.func.ST_AsEWKB(LayerFeature.geom)))
                             .where(LayerFeature.layer_id == layer_row.id, LayerFeature.valid_to.is_(None))).all()
     return layer_row.current_version_id, sorted(feats)
 

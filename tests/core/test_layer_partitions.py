@@ -79,7 +79,8 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(fresh_engin
             rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
                                        LayerFeature.geom_web.is_not(None))
                              .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
-            assert [r[0] for r in rows] == ["H1", "H2", "H3"] and all(r[1] == r[2] and r[3] for r in rows)
+            assert [r[0] for r in rows] == ["H1", "H2", "H3"] and len({r[2] for r in rows}) == 3
+            assert all(r[3] for r in rows)  # the web-mercator copy is computed on the way in
             # the second import compares with the partition's live features
             again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
             assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
@@ -107,6 +108,35 @@ def test_the_cadastres_first_import_points_the_parcels_view_at_its_partition(fre
                                       Parcel.is_retired).order_by(Parcel.parcel_code)).all()
             assert got == [("P1", "甲公司", "R2", pytest.approx(6400.0), False),
                            ("P2", "乙公司", "B1", pytest.approx(6400.0), False)]
+        finally:
+            s.rollback()
+
+
+def test_attributes_are_stored_as_the_database_would_build_them(fresh_engine, settings, tmp_path):
+    """Attributes travel as JSON text: strings with quotes, backslashes, control characters and
+    Chinese, and doubles of every form are stored as jsonb_build_object stores the typed values
+    (so content hashes agree with features written before migration 0009)."""
+    spec = default_catalogue()["zoning"]
+    use = (spec.allowed.get("use_code") or ["R2"])[0]
+    codes = ['Z"1', "Z\\2", "Z\t3", "中心区-4", "Z5"]
+    floats = [0.1, 6400.0, 1e-05, 1e20, 1 / 3]
+    frame = gpd.GeoDataFrame(
+        {"zone_code": codes, "use_code": [use] * 5, "max_far": floats, "max_coverage": floats[::-1],
+         "height_limit_m": [24.0] * 5, "min_green_ratio": [0.35] * 5},
+        geometry=[shapely.MultiPolygon([shapely.box(X0 + i * 100, Y0, X0 + i * 100 + 80, Y0 + 80)]) for i in range(5)],
+        crs="EPSG:4547")
+    with Session(fresh_engine) as s:
+        try:
+            report = _import(s, settings, frame, tmp_path / "z.gpkg", layer="zoning")
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "zoning"))
+            for code, far, cov in zip(codes, floats, floats[::-1]):
+                same = s.scalar(sa.text(
+                    "SELECT attrs = jsonb_build_object('zone_code', CAST(:code AS text), 'use_code', CAST(:use AS text), "
+                    "'max_far', CAST(:far AS float8), 'max_coverage', CAST(:cov AS float8), "
+                    "'height_limit_m', 24.0::float8, 'min_green_ratio', 0.35::float8) "
+                    "FROM layer_features WHERE layer_id = :layer AND feature_key = :code AND valid_from = :v"),
+                    {"code": code, "use": use, "far": far, "cov": cov, "layer": layer.id, "v": report.number})
+                assert same, code
         finally:
             s.rollback()
 

@@ -130,7 +130,8 @@ def test_partitioning_keeps_every_feature_parcel_and_project_parcel(settings, ow
     project's parcels stay as they were; each layer's features are in its own partition."""
     parcels_sql = ("SELECT id, parcel_code, is_retired, md5(ST_AsBinary(ST_Multi(geom))) FROM parcels "
                    "ORDER BY id")
-    features_sql = ("SELECT layer_id, feature_key, valid_from, valid_to, content_hash FROM layer_features "
+    features_sql = ("SELECT layer_id, feature_key, valid_from, valid_to, attrs::text, md5(ST_AsEWKB(geom)) "
+                    "FROM layer_features "
                     "ORDER BY layer_id, feature_key, valid_from")
     links_sql = "SELECT project_id, parcel_id FROM project_parcels ORDER BY 1, 2"
     with own_sample_db("migrate_data") as url:

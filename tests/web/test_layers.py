@@ -76,7 +76,8 @@ def upload(client, token, layer, path: Path, **form):
 def live(ldb, layer):
     with ldb.connect() as conn:
         current = conn.execute(sa.select(Layer.current_version_id).where(Layer.name == layer)).scalar_one()
-        feats = conn.execute(sa.select(LayerFeature.feature_key, LayerFeature.content_hash)
+        feats = conn.execute(sa.select(LayerFeature.feature_key, sa.cast(LayerFeature.attrs, sa.Text),
+                                       sa.func.md5(sa.func.ST_AsEWKB(LayerFeature.geom)))
                              .join(Layer, Layer.id == LayerFeature.layer_id)
                              .where(Layer.name == layer, LayerFeature.valid_to.is_(None))).all()
     return current, sorted(feats)

@@ -52,7 +52,7 @@ class World:
     def feature(self, layer: str, geom, key: str | None = None, **attrs) -> LayerFeature:
         key = key or f"T{next(_seq):05d}"
         f = LayerFeature(layer_id=self.layers[layer].id, feature_key=key, valid_from=self.number(layer),
-                         attrs={**attrs}, content_hash=key, geom=from_shape(geom, srid=SRID))
+                         attrs={**attrs}, geom=from_shape(geom, srid=SRID))
         self.s.add(f)
         self.s.flush()
         return f
