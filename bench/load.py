@@ -86,8 +86,9 @@ def parcel_points(url: str, n: int = 2000):
     engine = make_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT id, ST_X(p), ST_Y(p) FROM (SELECT id, ST_Transform(ST_Centroid(geom), 4326) p FROM parcels "
-            "TABLESAMPLE SYSTEM (5) LIMIT :n) s"), {"n": n}).all()
+            "SELECT id, ST_X(p), ST_Y(p) FROM (SELECT ident AS id, ST_Transform(ST_Centroid(geom), 4326) p FROM layer_features "
+            "TABLESAMPLE SYSTEM (5) WHERE valid_to IS NULL AND layer_id = (SELECT id FROM layers WHERE name = 'cadastre') "
+            "LIMIT :n) s"), {"n": n}).all()
     engine.dispose()
     return rows
 

@@ -52,8 +52,9 @@ def sample_tiles(engine, zoom: int, count: int, rng: random.Random) -> list[tupl
 
     with engine.connect() as conn:
         points = conn.execute(sa.text(
-            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) p FROM parcels "
-            "TABLESAMPLE SYSTEM (2) REPEATABLE (20261123) LIMIT :n) s"), {"n": count * 4}).all()
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_Transform(ST_Centroid(geom), 4326) p FROM layer_features "
+            "TABLESAMPLE SYSTEM (2) REPEATABLE (20261123) WHERE valid_to IS NULL AND layer_id = "
+            "(SELECT id FROM layers WHERE name = 'cadastre') LIMIT :n) s"), {"n": count * 4}).all()
     rng.shuffle(points)
     tiles = []
     for lon, lat in points:
