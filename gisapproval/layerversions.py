@@ -1,16 +1,15 @@
 """Layer versions: publish an import, roll back, diff, query as of a version, find the impact.
 
 Use cases take a session and let the caller commit. A new version is written in one
-transaction, and the source is checked while it streams, batch by batch, through COPY (CSV:
-key, attributes as JSON, hex EWKB) into the database, which stores each batch while the next
-is read:
+transaction, and the source is checked while it streams, batch by batch, through one COPY
+(CSV: key, attributes as JSON, hex EWKB) into the database:
 
 - a layer's first import goes straight into a new table, the layer's partition-to-be of
   layer_features (migration 0009); its indexes are built once, after loading, and the table
   is attached as the layer's partition;
-- a later import goes into a temporary table, is compared with the live features by key and
-  content hash (computed by the database, as layer_features computes it), and only the
-  differences are written (set-based).
+- a later import goes into a temporary table, is compared with the live features by key,
+  attributes and exact geometry (``same_content``), and only the differences are written
+  (set-based).
 
 Until the caller commits, every other session keeps seeing the previous version.
 ``VersionReport.timings`` tells where an import's time went.
@@ -138,8 +137,8 @@ def _index_staging(session: Session) -> None:
 
 
 def _copy_batches(session: Session, copy_sql: str, batches, **constants) -> int:
-    """COPY the source's valid rows (CSV, one write per batch, ``constants`` first in each row);
-    the database stores each batch while the next is read and checked. Returns the rows copied."""
+    """COPY the source's valid rows (CSV, one write per batch, ``constants`` first in each row)
+    in one COPY statement. Returns the rows copied."""
     conn = session.connection().connection.driver_connection
     with conn.cursor() as cur:
         with cur.copy(copy_sql) as copy:
