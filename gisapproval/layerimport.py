@@ -4,28 +4,33 @@ Vector sources (GeoPackage, GeoJSON, zipped Shapefile) are streamed in Arrow bat
 pyogrio, so memory stays bounded whatever the file's size. Each batch is checked column by
 column (Arrow compute and shapely's vectorised predicates; a Python loop runs only over the
 rows of a column that needs one, to name each bad value) and handed on as an Arrow table —
-key, attributes as JSON, geometry as hex EWKB — that COPY reads as CSV. Every problem is
-reported with the feature's key (or its position) and the field; nothing is written while any
-problem remains.
+key, attributes as JSON, geometry as EWKB, content digest — that COPY reads in its binary
+format. Every
+problem is reported with the feature's key (or its position) and the field; nothing is written
+while any problem remains.
+
+A re-import is given the live features' digests (``known``): a source feature whose key and
+digest match one of them is the very feature the layer holds, so its geometry is not parsed
+and checked again and it is not sent to the database; only its key is kept, to find duplicate
+and removed keys.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyogrio
 import shapely
+import xxhash
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
@@ -85,10 +90,16 @@ class LayerImportError(InputError):
         super().__init__(f"import of layer {layer!r} refused, nothing changed: {head}{tail}", where=source)
 
 
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # binary COPY: signature, flags, extension
+COPY_TRAILER = struct.pack(">h", -1)
+_EMPTY = pa.scalar(b"", pa.large_binary())
+
+
 @dataclass
 class Batch:
-    """Valid rows of one source batch: feature_key, attrs (JSON text) and geom (hex EWKB in the
-    layer's type and the storage SRID) — as layer_features stores them."""
+    """The rows of one source batch to be written: feature_key, attrs (JSON text), geom (EWKB in
+    the layer's type and the storage SRID) and content_digest (16 bytes) — as layer_features
+    stores them. Valid rows only, and on a re-import only those the layer does not hold already."""
 
     table: pa.Table
 
@@ -96,15 +107,22 @@ class Batch:
     def num_rows(self) -> int:
         return self.table.num_rows
 
-    def csv(self, **constants) -> bytes:
-        """The rows as CSV for ``COPY ... (FORMAT csv)`` (no header; strings quoted), after a
-        column per ``constants`` item holding that value in every row."""
-        table = self.table
-        for i, (name, value) in enumerate(constants.items()):
-            table = table.add_column(i, name, pa.repeat(pa.scalar(value), table.num_rows))
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-        return buf.getvalue()
+    def copy_data(self, *leading_int4: int) -> bytes:
+        """The rows in PostgreSQL's binary COPY format (between ``COPY_HEADER`` and
+        ``COPY_TRAILER``), each after a column per ``leading_int4`` value (an integer), then
+        feature_key (text), attrs (jsonb), geom (geometry: EWKB) and content_digest (uuid).
+        Built column-wise by Arrow: no per-row Python, no text encoding of the geometry."""
+        head = struct.pack(">h", len(leading_int4) + 4) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
+        parts = [pa.scalar(head, pa.large_binary())]
+        for name, prefix in (("feature_key", b""), ("attrs", b"\x01"), ("geom", b""), ("content_digest", b"")):
+            col = self.table.column(name).combine_chunks().cast(pa.large_binary())
+            if prefix:  # jsonb's binary form: a version byte, then the text
+                col = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()), col, _EMPTY)
+            length = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(">i4")
+            parts += [pa.array(length.view("S4"), type=pa.binary(4)).cast(pa.large_binary()), col]
+        rows = pc.binary_join_element_wise(*parts, _EMPTY)
+        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset:rows.offset + len(rows) + 1]
+        return rows.buffers()[2][offsets[0]:offsets[-1]].to_pybytes() if len(rows) else b""
 
 
 @dataclass
@@ -114,6 +132,16 @@ class SourceReport:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     source_crs: str | None = None
+    unchanged: int = 0  # valid features the layer already holds as they are (a re-import)
+    keys: list[pa.Array] = field(default_factory=list)  # the keys of every valid feature, batch by batch
+
+    @property
+    def valid(self) -> int:
+        """How many valid features the source holds."""
+        return sum(len(k) for k in self.keys)
+
+    def valid_keys(self) -> pa.ChunkedArray:
+        return pa.chunked_array(self.keys, type=pa.string())
 
     def problem(self, where: str, message: str, feature: str | None = None, field: str | None = None) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
@@ -260,9 +288,12 @@ def _fix(geom, accepted: set[str]):
 
 def read_vector(
     path: Path, name: str, spec: LayerSpec, srid: int, extent: tuple[float, float, float, float],
-    options: ImportOptions, report: SourceReport, batch_size: int = 50_000,
+    options: ImportOptions, report: SourceReport, batch_size: int = 20_000, known: Mapping[str, bytes | None] | None = None,
 ) -> Iterator[Batch]:
-    """Stream validated, normalised batches from a vector source; problems go to ``report``.
+    """Stream validated, normalised batches from a vector source; problems go to ``report``,
+    duplicate keys among them once the whole source is read. ``known``: the layer's live
+    features' digests by key (a re-import): the features found among them are counted in
+    ``report.unchanged`` and not yielded.
 
     A file-level problem (no CRS, missing attribute columns, unreadable file) raises at once.
     """
@@ -297,15 +328,27 @@ def read_vector(
         target = CRS.from_epsg(srid)
         transformer = None if src_crs.equals(target) else Transformer.from_crs(src_crs, target, always_xy=True)
         geom_col = meta.get("geometry_name") or "wkb_geometry"
-        accepted = ACCEPTED_TYPES[spec.geometry_type]
+        shape = _Shape(spec, srid, extent, transformer, options)
         position = 0
         for rb in reader:
-            yield _batch(rb, mapping, geom_col, position, name, spec, srid, extent, transformer, accepted, options,
-                         report)
+            yield _batch(rb, mapping, geom_col, position, name, spec, shape, report, known)
             position += rb.num_rows
         report.features = position
     finally:
         ctx.__exit__(None, None, None)
+    _report_duplicates(report, spec, name)
+
+
+def _report_duplicates(report: SourceReport, spec: LayerSpec, name: str, limit: int = 50) -> None:
+    counts = pc.value_counts(report.valid_keys())
+    repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+    if not len(repeated):
+        return
+    order = pc.sort_indices(repeated.field("values"))
+    for row in pc.take(repeated, order)[:limit].to_pylist():
+        key, n = row["values"], row["counts"]
+        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
+                       key, spec.feature_key)
 
 
 def match_fields(attributes, fields: list[str]) -> dict[str, str]:
@@ -343,7 +386,43 @@ def _fast_column(col: pa.Array, typ: str) -> pa.Array | None:
     return None
 
 
-def _batch(rb, mapping, geom_col, start, name, spec, srid, extent, transformer, accepted, options, report) -> Batch:
+@dataclass(frozen=True)
+class _Shape:
+    """What a batch's geometries are checked against and turned into."""
+
+    spec: LayerSpec
+    srid: int
+    extent: tuple[float, float, float, float]
+    transformer: Transformer | None
+    options: ImportOptions
+
+    @property
+    def accepted(self) -> set[str]:
+        return ACCEPTED_TYPES[self.spec.geometry_type]
+
+
+def content_digest(attrs_json_text: str, ewkb: bytes) -> bytes:
+    """A feature's content digest (16 bytes, XXH3-128) over its attributes as JSON text and its
+    geometry as EWKB, exactly as the import writes them (migration 0010). It tells a changed
+    feature from an unchanged one; it is not a seal against forgery."""
+    return xxhash.xxh3_128_digest(attrs_json_text.encode() + b"\x00" + ewkb)
+
+
+def _digests(attrs: pa.Array, ewkb: pa.Array) -> list[bytes | None]:
+    """``content_digest`` of each row (None where either part is null)."""
+    message = pc.binary_join_element_wise(attrs.cast(pa.binary()), ewkb, pa.scalar(b"\x00", pa.binary()))
+    digest = xxhash.xxh3_128_digest
+    return [None if m is None else digest(m) for m in message.to_pylist()]
+
+
+def _unchanged(keys: pa.Array, digests: list[bytes | None], known: Mapping[str, bytes | None]) -> np.ndarray:
+    """Which rows are a live feature as it is: same key, same digest."""
+    return np.fromiter((d is not None and known.get(k) == d for k, d in zip(keys.to_pylist(), digests)),
+                       dtype=bool, count=len(digests))
+
+
+def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
+           known: Mapping[str, bytes | None] | None) -> Batch:
     n = rb.num_rows
     good = np.ones(n, dtype=bool)
     raw_keys = rb.column(mapping[spec.feature_key])
@@ -379,61 +458,111 @@ def _batch(rb, mapping, geom_col, start, name, spec, srid, extent, transformer, 
                                f"value {value!r} is not one of {', '.join(map(str, allowed))}", key_at(i), attr)
                 good[i] = False
         columns[attr] = fast
-    # geometry checks, vectorised
-    wkb = rb.column(geom_col)
-    geoms = shapely.from_wkb(wkb.to_numpy(zero_copy_only=False), on_invalid="ignore")
-    changed = transformer is not None
-    if transformer is not None:
-        geoms = shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    keys = columns[spec.feature_key].cast(pa.string())
+    attrs = attrs_json(columns, spec.attributes)  # null where a value was bad
+    raw = rb.column(geom_col)
+    if not pa.types.is_binary(raw.type):
+        raw = raw.cast(pa.binary())
+    # the stored EWKB straight from the source's WKB where its header allows (untouched shapes)
+    if shape.transformer is None:
+        ewkb, as_stored = _ewkb_from_source(raw, spec.geometry_type, shape.srid)
+    else:
+        ewkb, as_stored = pa.nulls(n, pa.binary()), np.zeros(n, dtype=bool)
+    unchanged = np.zeros(n, dtype=bool)
+    if known:  # a live feature as it is needs no second check
+        unchanged = good & as_stored & _unchanged(keys, _digests(attrs, ewkb), known)
+    todo = np.flatnonzero(~unchanged)
+    shapes, changed = _check_geometries(raw.take(pa.array(todo, type=pa.int64())).to_numpy(zero_copy_only=False),
+                                        todo, name, key_at, start, shape, report, good)
+    # written from the checked shape: reprojected, repaired, or not in the layer's form in the source
+    anew = good[todo] & (changed | ~as_stored[todo])
+    if anew.any():
+        values = ewkb.to_pylist()
+        for i, value in zip(todo[anew], _ewkb_from_shapes(shapes[anew], spec.geometry_type, shape.srid),
+                            strict=True):
+            values[i] = value
+        ewkb = pa.array(values, type=pa.binary())
+    emit = pa.array(good & ~unchanged)
+    out_keys, out_attrs, out_ewkb = pc.filter(keys, emit), pc.filter(attrs, emit), pc.filter(ewkb, emit)
+    digests = _digests(out_attrs, out_ewkb)
+    if known:  # reprojected or rewritten features can still be the live ones
+        same = _unchanged(out_keys, digests, known)
+        if same.any():
+            keep = pa.array(~same)
+            out_keys, out_attrs, out_ewkb = pc.filter(out_keys, keep), pc.filter(out_attrs, keep), pc.filter(out_ewkb, keep)
+            digests = [d for d, s in zip(digests, same) if not s]
+            unchanged[np.flatnonzero(good & ~unchanged)[same]] = True
+    report.keys.append(pc.filter(keys, pa.array(good)))
+    report.unchanged += int(np.count_nonzero(unchanged))
+    return Batch(pa.table({"feature_key": out_keys, "attrs": out_attrs, "geom": out_ewkb,
+                           "content_digest": pa.array(digests, type=pa.binary())}))
+
+
+TYPE_NAMES = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",
+                       "MultiPolygon", "GeometryCollection"])
+
+
+def _check_geometries(wkb: np.ndarray, rows: np.ndarray, name, key_at, start, shape: _Shape, report: SourceReport,
+                      good: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Check the geometries (``wkb``) of the batch's ``rows`` (vectorised): missing, empty, of the
+    wrong type, invalid (repaired when asked) or outside the jurisdiction. Marks bad rows in
+    ``good``; returns the shapes (reprojected, repaired) and which of them differ from the source's."""
+    changed = np.zeros(len(rows), dtype=bool)
+    if not len(rows):
+        return np.empty(0, dtype=object), changed
+    geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    if shape.transformer is not None:
+        t = shape.transformer
+        geoms = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        changed[:] = True
     missing = shapely.is_missing(geoms)
     empty = ~missing & shapely.is_empty(geoms)
     types = shapely.get_type_id(geoms)
-    type_names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",
-                           "MultiPolygon", "GeometryCollection"])
-    for i in np.flatnonzero(missing | empty):
-        _geom_problem(report, name, key_at(i), start + i, "empty geometry" if empty[i] else "no geometry")
+    for j in np.flatnonzero(missing | empty):
+        i = rows[j]
+        _geom_problem(report, name, key_at(i), start + i, "empty geometry" if empty[j] else "no geometry")
         good[i] = False
     present = ~(missing | empty)
-    wrong = present & ~np.isin(type_names[np.clip(types, 0, 7)], list(accepted))
-    for i in np.flatnonzero(wrong):
+    wrong = present & ~np.isin(TYPE_NAMES[np.clip(types, 0, 7)], list(shape.accepted))
+    for j in np.flatnonzero(wrong):
+        i = rows[j]
         _geom_problem(report, name, key_at(i), start + i,
-                      f"geometry is a {type_names[types[i]]}, the layer takes {spec.geometry_type}")
+                      f"geometry is a {TYPE_NAMES[types[j]]}, the layer takes {shape.spec.geometry_type}")
         good[i] = False
     check = present & ~wrong
-    valid = np.ones(n, dtype=bool)
+    valid = np.ones(len(rows), dtype=bool)
     valid[check] = shapely.is_valid(geoms[check])
-    for i in np.flatnonzero(check & ~valid):
-        reason = shapely.is_valid_reason(geoms[i])
-        if options.repair:
-            fixed = _fix(geoms[i], accepted)
+    for j in np.flatnonzero(check & ~valid):
+        i = rows[j]
+        reason = shapely.is_valid_reason(geoms[j])
+        if shape.options.repair:
+            fixed = _fix(geoms[j], shape.accepted)
             if fixed is None or fixed.is_empty:
                 _geom_problem(report, name, key_at(i), start + i, f"invalid geometry ({reason}) and repair left nothing")
                 good[i] = False
             else:
-                geoms[i] = fixed
-                changed = True
+                geoms[j] = fixed
+                changed[j] = True
                 report.repairs.append(Problem(_label(name, key_at(i), start + i), f"repaired: {reason}", key_at(i),
                                               "geometry"))
         else:
             _geom_problem(report, name, key_at(i), start + i,
                           f"invalid geometry: {reason} (import with the repair option to fix it with make_valid)")
             good[i] = False
-    ok = check & good
+    ok = check & good[rows]
     if ok.any():
+        x0, y0, x1, y1 = shape.extent
         b = shapely.bounds(geoms[ok])
-        inside = np.ones(n, dtype=bool)
-        inside[ok] = (b[:, 0] >= extent[0]) & (b[:, 1] >= extent[1]) & (b[:, 2] <= extent[2]) & (b[:, 3] <= extent[3])
-        for i in np.flatnonzero(ok & ~inside):
-            x0, y0, x1, y1 = shapely.bounds(geoms[i])
+        inside = np.ones(len(rows), dtype=bool)
+        inside[ok] = (b[:, 0] >= x0) & (b[:, 1] >= y0) & (b[:, 2] <= x1) & (b[:, 3] <= y1)
+        for j in np.flatnonzero(ok & ~inside):
+            i = rows[j]
+            bx0, by0, bx1, by1 = shapely.bounds(geoms[j])
             _geom_problem(report, name, key_at(i), start + i,
-                          f"lies outside the jurisdiction (bounds {x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f} in EPSG:{srid})")
+                          f"lies outside the jurisdiction (bounds {bx0:.1f}, {by0:.1f}, {bx1:.1f}, {by1:.1f} in "
+                          f"EPSG:{shape.srid})")
             good[i] = False
-    mask = pa.array(good)
-    keys = pc.filter(columns[spec.feature_key], mask).cast(pa.string())
-    attrs = attrs_json({a: pc.filter(columns[a], mask) for a in spec.attributes}, spec.attributes)
-    raw = None if changed else pc.filter(wkb, mask)
-    return Batch(pa.table({"feature_key": keys, "attrs": attrs,
-                           "geom": _ewkb_hex(raw, geoms[good], spec.geometry_type, srid)}))
+    return geoms, changed
 
 
 def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
@@ -458,21 +587,28 @@ def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
 WKB_TYPE_CODES = {"Point": 1, "LineString": 2, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
 
 
-def _ewkb_hex(raw: pa.Array | None, geoms: np.ndarray, geometry_type: str, srid: int) -> pa.Array:
-    """The geometries as hex EWKB, 2D, in the layer's (multi) type, with the storage SRID.
-    ``raw``: the source's own WKB when the shapes are untouched — when every one is already
-    little-endian 2D of the layer's type, only its header is rewritten."""
+def _ewkb_from_source(raw: pa.Array, geometry_type: str, srid: int) -> tuple[pa.Array, np.ndarray]:
+    """The stored EWKB of each source WKB that is already little-endian, 2D and of the layer's
+    type (only its header is rewritten, to carry the SRID; null for the others), and which
+    rows those are."""
     code = WKB_TYPE_CODES[geometry_type]
-    if raw is not None:
-        values = raw.to_pylist()
-        head = b"\x01" + struct.pack("<I", code)
-        if all(v[:5] == head for v in values):
-            prefix = (b"\x01" + struct.pack("<II", code | 0x20000000, srid)).hex()
-            return pa.array([prefix + v[5:].hex() for v in values], type=pa.string())
+    head = pa.scalar(b"\x01" + struct.pack("<I", code), pa.binary())
+    prefix = pa.scalar(b"\x01" + struct.pack("<II", code | 0x20000000, srid), pa.binary())
+    fits = pc.fill_null(pc.equal(pc.binary_slice(raw, 0, 5), head), False)
+    ewkb = pc.if_else(fits, pc.binary_join_element_wise(prefix, pc.binary_slice(raw, 5, 2**31 - 1),
+                                                                pa.scalar(b"", pa.binary())),
+                      pa.scalar(None, pa.binary()))
+    return ewkb, fits.to_numpy(zero_copy_only=False)
+
+
+def _ewkb_from_shapes(shapes: np.ndarray, geometry_type: str, srid: int) -> list[bytes]:
+    """Shapes' stored EWKB: 2D, in the layer's (multi) type, little-endian, with the storage SRID."""
+    if not len(shapes):
+        return []
     from .layerstore import to_multi
 
-    shapes = shapely.set_srid(to_multi(geoms, geometry_type), srid)
-    return pa.array(shapely.to_wkb(shapes, hex=True, include_srid=True, output_dimension=2), type=pa.string())
+    multi = shapely.set_srid(to_multi(shapes, geometry_type), srid)
+    return list(shapely.to_wkb(multi, include_srid=True, output_dimension=2, byte_order=1))
 
 
 def _label(name: str, key: str, position: int) -> str:

@@ -2,14 +2,17 @@
 
 Use cases take a session and let the caller commit. A new version is written in one
 transaction, and the source is checked while it streams, batch by batch, through one COPY
-(CSV: key, attributes as JSON, hex EWKB) into the database:
+(CSV: key, attributes as JSON, hex EWKB, content digest) into the database; a worker thread
+sends one batch while the next is read and checked:
 
 - a layer's first import goes straight into a new table, the layer's partition-to-be of
   layer_features (migration 0009); its indexes are built once, after loading, and the table
   is attached as the layer's partition;
-- a later import goes into a temporary table, is compared with the live features by key,
-  attributes and exact geometry (``same_content``), and only the differences are written
-  (set-based).
+- a later import first fetches the live features' content digests (migration 0010). The
+  source's features whose key and digest match are the layer's already and go no further;
+  the others go into a temporary table, are compared with the live features by key and
+  content (``same_content``), and only the differences are written (set-based). Keys the
+  source no longer holds are retired.
 
 Until the caller commits, every other session keeps seeing the previous version.
 ``VersionReport.timings`` tells where an import's time went.
@@ -17,13 +20,18 @@ Until the caller commits, every other session keeps seeing the previous version.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
+from psycopg.copy import LibpqWriter
 from sqlalchemy.orm import Session
 
 from .audit import record_event
@@ -31,6 +39,8 @@ from .catalogue import LayerSpec, default_catalogue
 from .config import Settings
 from .errors import GisApprovalError, InputError, NotFoundError, PermissionDeniedError
 from .layerimport import (
+    COPY_HEADER,
+    COPY_TRAILER,
     ImportOptions,
     LayerImportError,
     Problem,
@@ -110,20 +120,22 @@ def features_as_of(layer_id: int, number: int):
                    sa.or_(LayerFeature.valid_to.is_(None), LayerFeature.valid_to > number))
 
 
-# The new content of a layer, before it is compared with the live features.
+# New or changed content of a layer, before it is compared with the live features.
 STAGING_DDL = """
 CREATE TEMP TABLE layer_staging (
     feature_key text NOT NULL,
     attrs jsonb NOT NULL,
-    geom geometry NOT NULL
+    geom geometry NOT NULL,
+    content_digest uuid
 ) ON COMMIT DROP
 """
 
 
 def same_content(a: str, b: str) -> str:
-    """SQL: features ``a`` and ``b`` (aliases) have the same content — equal attributes and the
-    very same geometry (its EWKB bytes, vertex for vertex)."""
-    return f"({a}.attrs = {b}.attrs AND ST_AsEWKB({a}.geom) = ST_AsEWKB({b}.geom))"
+    """SQL: features ``a`` and ``b`` (aliases) have the same content — equal digests, else equal
+    attributes and the very same geometry (its EWKB bytes, vertex for vertex)."""
+    return (f"(coalesce({a}.content_digest = {b}.content_digest, false)"
+            f" OR ({a}.attrs = {b}.attrs AND ST_AsEWKB({a}.geom) = ST_AsEWKB({b}.geom)))")
 
 
 def _new_staging(session: Session) -> None:
@@ -136,21 +148,64 @@ def _index_staging(session: Session) -> None:
     session.execute(sa.text("ANALYZE layer_staging"))
 
 
-def _copy_batches(session: Session, copy_sql: str, batches, **constants) -> int:
-    """COPY the source's valid rows (CSV, one write per batch, ``constants`` first in each row)
-    in one COPY statement. Returns the rows copied."""
+class _BackgroundWriter(LibpqWriter):
+    """Sends COPY data from a worker thread, so that the next batch is read and checked while
+    the server stores the last one. At most ``depth`` batches wait, which keeps memory bounded."""
+
+    def __init__(self, cursor, depth: int = 2):
+        super().__init__(cursor)
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="gisapproval-copy", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    super().write(data)
+                except BaseException as exc:  # handed to the main thread at its next write or at the end
+                    self._error = exc
+
+    def write(self, data) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc is None:
+            raise self._error
+        super().finish(exc)
+
+
+def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: int, freeze: bool = False) -> int:
+    """COPY the source's rows into ``table_columns`` (binary format, one write per batch, the
+    ``leading_int4`` values first in each row) in one COPY statement; a batch is sent while the
+    next one is read. ``freeze``: write the rows frozen and all-visible (the table must be this
+    transaction's own), so that no later reader or vacuum rewrites every page to mark them.
+    Returns the rows copied."""
     conn = session.connection().connection.driver_connection
     with conn.cursor() as cur:
-        with cur.copy(copy_sql) as copy:
+        with cur.copy(f"COPY {table_columns} FROM STDIN WITH (FORMAT binary{', FREEZE' if freeze else ''})",
+                      writer=_BackgroundWriter(cur)) as copy:
+            copy.write(COPY_HEADER)
             for batch in batches:
                 if batch.num_rows:
-                    copy.write(batch.csv(**constants))
+                    copy.write(batch.copy_data(*leading_int4))
+            copy.write(COPY_TRAILER)
         return cur.rowcount
 
 
-def _has_live_features(session: Session, layer: Layer) -> bool:
-    return session.scalar(sa.select(sa.exists().where(LayerFeature.layer_id == layer.id,
-                                                      LayerFeature.valid_to.is_(None))))
+def _live_digests(session: Session, layer: Layer) -> dict[str, bytes | None]:
+    """The layer's live features' content digests (None where not known) by key (fetched as
+    plain tuples: a city's cadastre is hundreds of thousands of rows)."""
+    conn = session.connection().connection.driver_connection
+    with conn.cursor() as cur:
+        cur.execute("SELECT feature_key, uuid_send(content_digest) FROM layer_features "
+                    "WHERE layer_id = %s AND valid_to IS NULL", (layer.id,))
+        return dict(cur.fetchall())
 
 
 def publish_layer_version(
@@ -178,36 +233,39 @@ def publish_layer_version(
     jur = settings.jurisdiction
     report = SourceReport()
     bulk = not has_partition(session, layer.id)
+    known = None if bulk else _live_digests(session, layer)
+    timings = {"prepare": time.perf_counter() - t0}  # checks, lock, checksum, the live features' digests
+    columns = "feature_key, attrs, geom, content_digest"
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
-        batches = read_vector(path, name, spec, jur.srid, jur.extent, options, report)
+        batches = read_vector(path, name, spec, jur.srid, jur.extent, options, report, known=known)
         if bulk:  # the layer's first import: straight into its partition-to-be
             version = _new_version(session, actor, layer, name, checksum, note=None)
             table = _new_partition_table(session, layer)
-            loaded = _copy_batches(session, f"COPY {table} (layer_id, valid_from, feature_key, attrs, geom) "
-                                            "FROM STDIN WITH (FORMAT csv)", batches,
-                                   layer_id=layer.id, valid_from=version.number)
+            loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {columns})", batches,
+                                   layer.id, version.number, freeze=True)
         else:
             _new_staging(session)
-            _copy_batches(session, "COPY layer_staging (feature_key, attrs, geom) FROM STDIN WITH (FORMAT csv)",
-                          batches)
-    timings = {"read_check_copy": time.perf_counter() - t0}
+            _copy_batches(session, f"layer_staging ({columns})", batches)
+    timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
-    if report.problems or not bulk:  # duplicate keys are reported with the other problems
-        _check_duplicates(session, partition_name(layer.id) if bulk else "layer_staging", spec, name, report)
+    if report.problems:
+        raise LayerImportError(layer.name, name, report.problems, report.more_problems)
     if bulk:
-        _index_and_attach(session, layer, spec, name, report)
-        timings["index_attach"] = time.perf_counter() - t0 - timings["read_check_copy"]
+        _index_and_attach(session, layer)
+        timings["index_attach"] = time.perf_counter() - t0 - sum(timings.values())
         result = _finish_version(session, actor, layer, spec, version, staged=loaded, inserted=loaded, closed=0,
                                  changed=0, timings=timings)
     else:
         _index_staging(session)
-        timings["stage"] = time.perf_counter() - t0 - timings["read_check_copy"]
+        timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
+        removed = pc.filter(live := pa.array(list(known), type=pa.string()),
+                            pc.invert(pc.is_in(live, value_set=report.valid_keys()))).to_pylist()
         result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
-                                compare=_has_live_features(session, layer))
+                                removed=removed, total=report.valid)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:
@@ -233,18 +291,18 @@ def ensure_partition(session: Session, layer: Layer) -> None:
         _point_parcels_view(session, layer)
 
 
-# The parcels view (migration 0009) over the cadastre's partition: planned without the other
+# The parcels view (migrations 0009, 0010) over the cadastre's partition: planned without the other
 # layers' partitions. Columns and their types as the migration made them.
 PARCELS_VIEW = """
 CREATE OR REPLACE VIEW parcels AS
 SELECT f.ident AS id, f.feature_key AS parcel_code, f.attrs->>'holder' AS holder,
        f.attrs->>'land_use' AS land_use, ST_Area(f.geom) AS area_m2, f.geom, false AS is_retired,
-       f.geom_web, ST_AsEWKB(ST_Transform(ST_Centroid(f.geom), 3857)) AS centre_web
+       f.geom_web, ST_AsEWKB(ST_Centroid(ST_GeomFromEWKB(f.geom_web))) AS centre_web
 FROM {table} f
 WHERE f.layer_id = {layer} AND f.valid_to IS NULL
 UNION ALL
 SELECT f.ident, f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, true,
-       f.geom_web, ST_AsEWKB(ST_Transform(ST_Centroid(f.geom), 3857))
+       f.geom_web, ST_AsEWKB(ST_Centroid(ST_GeomFromEWKB(f.geom_web)))
 FROM {table} f
 WHERE f.layer_id = {layer} AND f.valid_to IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM {table} g
@@ -259,17 +317,6 @@ def _point_parcels_view(session: Session, layer: Layer) -> None:
         session.execute(sa.text(PARCELS_VIEW.format(table=partition_name(layer.id), layer=int(layer.id))))
 
 
-def _check_duplicates(session: Session, table: str, spec: LayerSpec, name: str, report: SourceReport) -> None:
-    dups = session.execute(sa.text(
-        f"SELECT feature_key, count(*) FROM {table} GROUP BY feature_key HAVING count(*) > 1 "
-        "ORDER BY feature_key LIMIT 50")).all()
-    for key, n in dups:
-        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
-                       key, spec.feature_key)
-    if report.problems:
-        raise LayerImportError(spec.name, name, report.problems, report.more_problems)
-
-
 # The indexes of a layer's partition, as the partitioned indexes of layer_features define them
 # (migration 0009): ATTACH PARTITION adopts them instead of building its own.
 PARTITION_INDEXES = (
@@ -277,9 +324,8 @@ PARTITION_INDEXES = (
     "CREATE INDEX {t}_geom_idx ON {t} USING gist (geom)",
     "CREATE INDEX {t}_feature_key_valid_from_idx ON {t} (feature_key, valid_from)",
     "CREATE INDEX {t}_ident_idx ON {t} (ident)",
+    "CREATE UNIQUE INDEX {t}_layer_id_feature_key_idx ON {t} (layer_id, feature_key) WHERE valid_to IS NULL",
 )  # named as CREATE TABLE ... PARTITION OF names them
-PARTITION_LIVE_INDEX = ("CREATE UNIQUE INDEX {t}_layer_id_feature_key_idx ON {t} (layer_id, feature_key) "
-                        "WHERE valid_to IS NULL")
 
 
 def _new_partition_table(session: Session, layer: Layer) -> str:
@@ -291,19 +337,19 @@ def _new_partition_table(session: Session, layer: Layer) -> str:
     return table
 
 
-def _index_and_attach(session: Session, layer: Layer, spec: LayerSpec, source_name: str,
-                      report: SourceReport) -> None:
-    """Build the indexes of a bulk-loaded layer table and attach it as the layer's partition.
-    A duplicate key stops the unique index: the keys are then reported."""
+# what the planner needs at once to join and look up a layer's features; the geometries'
+# statistics follow at autovacuum's next pass
+ANALYZED_COLUMNS = "id, layer_id, feature_key, valid_from, valid_to, ident"
+
+
+def _index_and_attach(session: Session, layer: Layer) -> None:
+    """Build the indexes of a bulk-loaded layer table (its keys were found unique while it was
+    read), gather its statistics (the next import's plans need them), and attach it as the
+    layer's partition."""
     table = partition_name(layer.id)
-    try:
-        with session.begin_nested():
-            session.execute(sa.text(PARTITION_LIVE_INDEX.format(t=table)))
-    except sa.exc.IntegrityError:
-        _check_duplicates(session, table, spec, source_name, report)
-        raise
     for ddl in PARTITION_INDEXES:
         session.execute(sa.text(ddl.format(t=table)))
+    session.execute(sa.text(f"ANALYZE {table} ({ANALYZED_COLUMNS})"))
     session.execute(sa.text(f"ALTER TABLE layer_features ATTACH PARTITION {table} FOR VALUES IN ({int(layer.id)})"))
     _point_parcels_view(session, layer)
 
@@ -326,41 +372,42 @@ IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = 
 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
                    note: str | None, event_type: str = "layer_version.published", extra: dict | None = None,
-                   timings: dict | None = None, compare: bool = True) -> VersionReport:
-    """Make the content of ``layer_staging`` the layer's next version, writing only the
-    differences. Without ``compare`` the layer has no live feature: all are new."""
+                   timings: dict | None = None, removed: list[str] | None = None,
+                   total: int | None = None) -> VersionReport:
+    """Make the layer's next version from ``layer_staging``, writing only the differences.
+
+    With ``removed`` (a re-import), the staging table holds the new and possibly changed
+    features, ``removed`` the keys to retire, and ``total`` how many features the new version
+    has; every other live feature stays as it is. Without it (a rollback), the staging table
+    holds the whole new content."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     version = _new_version(session, actor, layer, source_name, checksum, note)
     ensure_partition(session, layer)
-    p = {"layer": layer.id, "v": version.number}
-    insert = (f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, geom, ident) "
-              f"SELECT :layer, s.feature_key, :v, s.attrs, s.geom, {IDENT_SQL} FROM layer_staging s")
-    if not compare:
-        staged = inserted = session.execute(sa.text(insert), p).rowcount
-        n_closed = n_changed = 0
-    else:
-        staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
-        n_closed, n_changed = session.execute(sa.text(
-            f"""
-            WITH closed AS (
-                UPDATE layer_features f SET valid_to = :v
-                WHERE f.layer_id = :layer AND f.valid_to IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM layer_staging s
-                                  WHERE s.feature_key = f.feature_key AND {same_content("s", "f")})
-                RETURNING f.feature_key
-            )
-            SELECT count(*) AS closed,
-                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM layer_staging s
-                                                  WHERE s.feature_key = closed.feature_key))
-            FROM closed
-            """), p).one()
-        inserted = session.execute(sa.text(
-            insert + " WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE f.layer_id = :layer"
-                     " AND f.valid_to IS NULL AND f.feature_key = s.feature_key)"), p).rowcount
+    p = {"layer": layer.id, "v": version.number, "removed": removed or []}
+    live = "f.layer_id = :layer AND f.valid_to IS NULL"
+    gone = ("f.feature_key = ANY(:removed)" if removed is not None else
+            "NOT EXISTS (SELECT 1 FROM layer_staging s WHERE s.feature_key = f.feature_key)")
+    n_removed = session.execute(sa.text(f"UPDATE layer_features f SET valid_to = :v WHERE {live} AND {gone}"),
+                                p).rowcount
+    n_changed = session.execute(sa.text(
+        f"UPDATE layer_features f SET valid_to = :v FROM layer_staging s "
+        f"WHERE {live} AND f.feature_key = s.feature_key AND NOT {same_content('s', 'f')}"), p).rowcount
+    # the features found unchanged by content keep the digest just computed for them
+    session.execute(sa.text(
+        f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
+        f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
+        f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
+    inserted = session.execute(sa.text(
+        f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, geom, content_digest, ident) "
+        f"SELECT :layer, s.feature_key, :v, s.attrs, s.geom, s.content_digest, {IDENT_SQL} FROM layer_staging s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE {live} AND f.feature_key = s.feature_key)"),
+        p).rowcount
+    staged = total if total is not None else session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
     timings["write_differences"] = time.perf_counter() - t
-    return _finish_version(session, actor, layer, spec, version, staged=staged, inserted=inserted, closed=n_closed,
-                           changed=n_changed, timings=timings, event_type=event_type, extra=extra)
+    return _finish_version(session, actor, layer, spec, version, staged=staged, inserted=inserted,
+                           closed=n_removed + n_changed, changed=n_changed, timings=timings, event_type=event_type,
+                           extra=extra)
 
 
 def _finish_version(session: Session, actor, layer: Layer, spec: LayerSpec, version: LayerVersion, *, staged: int,
@@ -457,8 +504,8 @@ def rollback_layer(session: Session, actor: User | None, layer_name: str, to_num
     _lock(session, layer)
     _new_staging(session)
     session.execute(sa.text(
-        "INSERT INTO layer_staging (feature_key, attrs, geom) "
-        "SELECT feature_key, attrs, geom FROM layer_features "
+        "INSERT INTO layer_staging (feature_key, attrs, geom, content_digest) "
+        "SELECT feature_key, attrs, geom, content_digest FROM layer_features "
         "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
         {"layer": layer.id, "n": to_number})
     _index_staging(session)
@@ -491,9 +538,9 @@ class Diff:
 # A feature in both versions is one row unless it changed, or changed and changed back (a
 # rollback writes the earlier content again): only rows that differ are compared.
 DIFF_SQL = """
-WITH a AS (SELECT id, feature_key, attrs, geom FROM layer_features
+WITH a AS (SELECT id, feature_key, attrs, geom, content_digest FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)),
-     b AS (SELECT id, feature_key, attrs, geom FROM layer_features
+     b AS (SELECT id, feature_key, attrs, geom, content_digest FROM layer_features
            WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
 SELECT coalesce(a.feature_key, b.feature_key) AS key,
        CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind

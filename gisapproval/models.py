@@ -8,6 +8,7 @@ constraints whose allowed values live in the tuples below, next to the model tha
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,7 +129,8 @@ class LayerFeature(Base):
 
     The table is partitioned by layer (migration 0009): each layer's features are a partition
     of their own, ``layer_features_p<layer id>``, created at the layer's first import.
-    ``ident`` names the feature across versions (a changed feature keeps its key's ident)."""
+    ``ident`` names the feature across versions (a changed feature keeps its key's ident).
+    ``content_digest`` lets a re-import skip the features it already holds (migration 0010)."""
 
     __tablename__ = "layer_features"
     __table_args__ = (
@@ -150,6 +152,8 @@ class LayerFeature(Base):
     geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
         sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
     ident: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("nextval('layer_features_id_seq')"))
+    # BLAKE2b-128 of the content as the import wrote it; NULL: not known (migration 0010)
+    content_digest: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, deferred=True)
 
 
 # Views, kept out of Base.metadata: the schema comparison with the migrations covers tables.

@@ -1,5 +1,6 @@
 """A layer's first import builds its own partition of layer_features (migration 0009); the
-parcels view follows the cadastre layer, a parcel keeping its id while it changes."""
+parcels view follows the cadastre layer, a parcel keeping its id while it changes; a re-import
+sends the database only the features whose content digest differs (migration 0010)."""
 
 from __future__ import annotations
 
@@ -113,9 +114,10 @@ def test_the_cadastres_first_import_points_the_parcels_view_at_its_partition(fre
 
 
 def test_attributes_are_stored_as_the_database_would_build_them(fresh_engine, settings, tmp_path):
-    """Attributes travel as JSON text: strings with quotes, backslashes, control characters and
-    Chinese, and doubles of every form are stored as jsonb_build_object stores the typed values
-    (so content hashes agree with features written before migration 0009)."""
+    """Attributes travel as JSON text (binary COPY, into the layer's new partition and through
+    the staging table of a later import): strings with quotes, backslashes, control characters
+    and Chinese, and doubles of every form are stored as jsonb_build_object stores the typed
+    values (so features compared by content agree with those written before)."""
     spec = default_catalogue()["zoning"]
     use = (spec.allowed.get("use_code") or ["R2"])[0]
     codes = ['Z"1', "Z\\2", "Z\t3", "中心区-4", "Z5"]
@@ -127,16 +129,21 @@ def test_attributes_are_stored_as_the_database_would_build_them(fresh_engine, se
         crs="EPSG:4547")
     with Session(fresh_engine) as s:
         try:
-            report = _import(s, settings, frame, tmp_path / "z.gpkg", layer="zoning")
             layer = s.scalar(sa.select(Layer).where(Layer.name == "zoning"))
-            for code, far, cov in zip(codes, floats, floats[::-1]):
-                same = s.scalar(sa.text(
-                    "SELECT attrs = jsonb_build_object('zone_code', CAST(:code AS text), 'use_code', CAST(:use AS text), "
-                    "'max_far', CAST(:far AS float8), 'max_coverage', CAST(:cov AS float8), "
-                    "'height_limit_m', 24.0::float8, 'min_green_ratio', 0.35::float8) "
-                    "FROM layer_features WHERE layer_id = :layer AND feature_key = :code AND valid_from = :v"),
-                    {"code": code, "use": use, "far": far, "cov": cov, "layer": layer.id, "v": report.number})
-                assert same, code
+            for height, name in ((24.0, "z.gpkg"), (30.0, "z2.gpkg")):
+                frame["height_limit_m"] = height
+                report = _import(s, settings, frame, tmp_path / name, layer="zoning")
+                assert report.added + report.changed == 5
+                for code, far, cov in zip(codes, floats, floats[::-1]):
+                    same = s.scalar(sa.text(
+                        "SELECT attrs = jsonb_build_object('zone_code', CAST(:code AS text), "
+                        "'use_code', CAST(:use AS text), 'max_far', CAST(:far AS float8), "
+                        "'max_coverage', CAST(:cov AS float8), 'height_limit_m', CAST(:h AS float8), "
+                        "'min_green_ratio', 0.35::float8) "
+                        "FROM layer_features WHERE layer_id = :layer AND feature_key = :code AND valid_from = :v"),
+                        {"code": code, "use": use, "far": far, "cov": cov, "h": height, "layer": layer.id,
+                         "v": report.number})
+                    assert same, (code, height)
         finally:
             s.rollback()
 
@@ -200,3 +207,83 @@ def test_a_parcel_keeps_its_id_while_it_changes_and_when_it_is_retired(session, 
     back = session.get(Parcel, ids[removed], populate_existing=True)
     assert (back.parcel_code, back.is_retired) == (removed, False)
     assert dict(session.execute(sa.select(Parcel.parcel_code, Parcel.id)).all()) == ids
+
+
+def _live(session, layer_id) -> dict[str, tuple[int, bytes | None]]:
+    """Live features: key -> (row id, content digest)."""
+    return {key: (fid, None if digest is None else digest.bytes) for key, fid, digest in session.execute(
+        sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.content_digest)
+        .where(LayerFeature.layer_id == layer_id, LayerFeature.valid_to.is_(None)))}
+
+
+def test_a_reimport_writes_what_changed_and_nothing_else(fresh_engine, settings, tmp_path):
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            assert all(d is not None for _, d in first.values()) and len({d for _, d in first.values()}) == 3
+            same = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "b.gpkg")
+            assert (same.added, same.changed, same.removed, same.unchanged) == (0, 0, 0, 3)
+            assert _live(s, layer.id) == first  # the very same rows
+            rows = s.scalar(sa.select(sa.func.count()).select_from(LayerFeature)
+                            .where(LayerFeature.layer_id == layer.id))
+            assert rows == 3
+            frame = hazards(["H1", "H2", "H3"])
+            frame.loc[0, "risk_level"] = "high"  # an attribute
+            frame.loc[1, "geometry"] = shapely.box(X0 + 100, Y0, X0 + 180, Y0 + 80.5)  # the shape
+            changed = _import(s, settings, frame, tmp_path / "c.gpkg")
+            assert (changed.added, changed.changed, changed.removed, changed.unchanged) == (0, 2, 0, 1)
+            now = _live(s, layer.id)
+            assert now["H3"] == first["H3"]
+            assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
+        finally:
+            s.rollback()
+
+
+def test_features_without_a_digest_are_compared_by_content_and_get_one(fresh_engine, settings, tmp_path):
+    """Rows written before migration 0010 have no digest: the next import compares them by
+    content, finds them unchanged, and records their digest."""
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id).values(content_digest=None))
+            frame = hazards(["H1", "H2"])
+            frame.loc[1, "risk_level"] = "high"
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 1)
+            now = _live(s, layer.id)
+            assert now["H1"] == first["H1"]  # same row, its digest recorded again
+            assert now["H2"][0] != first["H2"][0] and now["H2"][1] is not None
+        finally:
+            s.rollback()
+
+
+def test_a_key_repeated_among_features_the_layer_holds_is_refused(fresh_engine, settings, tmp_path):
+    """Duplicates are found in the whole source, also among features that go no further."""
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            twice = hazards(["H1", "H2"])
+            twice = gpd.GeoDataFrame(gpd.pd.concat([twice, twice.iloc[[0]]], ignore_index=True), crs=twice.crs)
+            with pytest.raises(InputError, match=r"feature 'H1'.*key 'zone_code' appears 2 times"):
+                _import(s, settings, twice, tmp_path / "b.gpkg")
+            assert _live(s, layer.id) == first
+        finally:
+            s.rollback()
+
+
+def test_a_reprojected_source_is_found_unchanged_when_it_is(fresh_engine, settings, tmp_path):
+    with Session(fresh_engine) as s:
+        try:
+            frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
+            first = _import(s, settings, frame, tmp_path / "a.gpkg")
+            assert first.source_crs == "EPSG:4326" and first.added == 2
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
+        finally:
+            s.rollback()

@@ -1,0 +1,66 @@
+"""feature digests: a digest of each feature's stored content; a cheaper parcel centre
+
+- ``layer_features.content_digest`` (uuid, nullable): a 128-bit BLAKE2b digest of the feature's
+  content as the import wrote it (its attributes as JSON text and its geometry as EWKB),
+  computed by the importing process, never by the database. A re-import compares each source
+  feature's digest with the live feature's and sends the database only the features that
+  differ; equal digests mean equal content. A NULL digest (the rows written before this
+  migration) means "not known": such a feature is compared by its content, and the import
+  records its digest when it finds it unchanged.
+- The parcels view takes a parcel's web-mercator centre from the stored web-mercator shape
+  (``geom_web``) instead of reprojecting each parcel's centroid: the small-scale map tiles
+  compute it for every parcel they count, and reprojecting was five times dearer.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-11-23
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+PARCELS_VIEW = """
+CREATE OR REPLACE VIEW parcels AS
+SELECT f.ident AS id, f.feature_key AS parcel_code, f.attrs->>'holder' AS holder,
+       f.attrs->>'land_use' AS land_use, ST_Area(f.geom) AS area_m2, f.geom, false AS is_retired,
+       f.geom_web, {centre} AS centre_web
+FROM {table} f
+WHERE f.layer_id = {layer} AND f.valid_to IS NULL
+UNION ALL
+SELECT f.ident, f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, true,
+       f.geom_web, {centre}
+FROM {table} f
+WHERE f.layer_id = {layer} AND f.valid_to IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {table} g
+                  WHERE g.layer_id = f.layer_id AND g.ident = f.ident
+                    AND (g.valid_to IS NULL OR g.valid_to > f.valid_to))
+"""
+CENTRE_0010 = "ST_AsEWKB(ST_Centroid(ST_GeomFromEWKB(f.geom_web)))"
+CENTRE_0009 = "ST_AsEWKB(ST_Transform(ST_Centroid(f.geom), 3857))"
+CADASTRE_ID = "(SELECT l.id FROM layers l WHERE l.name = 'cadastre')"
+
+
+def _parcels_view(centre: str) -> None:
+    """Rewrite the parcels view over the table it reads now: the cadastre's partition once it
+    has one, else layer_features."""
+    cadastre = op.get_bind().execute(sa.text(
+        "SELECT l.id FROM layers l WHERE l.name = 'cadastre' "
+        "AND to_regclass('layer_features_p' || l.id) IS NOT NULL")).scalar()
+    if cadastre is None:
+        op.execute(PARCELS_VIEW.format(table="layer_features", layer=CADASTRE_ID, centre=centre))
+    else:
+        op.execute(PARCELS_VIEW.format(table=f"layer_features_p{int(cadastre)}", layer=int(cadastre), centre=centre))
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE layer_features ADD COLUMN content_digest uuid")
+    _parcels_view(CENTRE_0010)
+
+
+def downgrade() -> None:
+    _parcels_view(CENTRE_0009)
+    op.execute("ALTER TABLE layer_features DROP COLUMN content_digest")
