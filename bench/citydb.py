@@ -81,12 +81,16 @@ def ensure_city(parcels: int, *, fresh: bool = False, data_dir: Path | None = No
         engine = make_engine(url)
         with session_scope(make_session_factory(engine)) as session:
             load_sample(session, _settings_for(data_dir), data_dir=data_dir)
-        with engine.connect() as conn:
-            conn.execute(sa.text("COMMIT"))
-            for table in ("layer_features", "buildings", "projects", "project_parcels", "events"):
-                conn.execute(sa.text(f"ANALYZE {table}"))
         engine.dispose()
         log(f"loaded the city into {url.rsplit('/', 1)[-1]} in {time.perf_counter() - t0:.1f} s")
+    # fresh statistics, also after a migration that rewrote tables (ANALYZE of a partitioned
+    # table covers its partitions)
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.execute(sa.text("COMMIT"))
+        for table in ("layer_features", "buildings", "projects", "project_parcels", "events"):
+            conn.execute(sa.text(f"ANALYZE {table}"))
+    engine.dispose()
     return url
 
 

@@ -98,8 +98,8 @@ _EMPTY = pa.scalar(b"", pa.large_binary())
 @dataclass
 class Batch:
     """The rows of one source batch to be written: feature_key, attrs (JSON text), geom (EWKB in
-    the layer's type and the storage SRID) and content_digest (16 bytes) — as layer_features
-    stores them. Valid rows only, and on a re-import only those the layer does not hold already."""
+    the layer's type and the storage SRID), content_digest (16 bytes) and centre_web (the
+    centroid in web mercator, EWKB) — as layer_features stores them. Valid rows only, and on a re-import only those the layer does not hold already."""
 
     table: pa.Table
 
@@ -110,11 +110,13 @@ class Batch:
     def copy_data(self, *leading_int4: int) -> bytes:
         """The rows in PostgreSQL's binary COPY format (between ``COPY_HEADER`` and
         ``COPY_TRAILER``), each after a column per ``leading_int4`` value (an integer), then
-        feature_key (text), attrs (jsonb), geom (geometry: EWKB) and content_digest (uuid).
+        feature_key (text), attrs (jsonb), geom (geometry: EWKB), content_digest (uuid) and
+        centre_web (geometry: EWKB).
         Built column-wise by Arrow: no per-row Python, no text encoding of the geometry."""
-        head = struct.pack(">h", len(leading_int4) + 4) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
+        head = struct.pack(">h", len(leading_int4) + 5) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
         parts = [pa.scalar(head, pa.large_binary())]
-        for name, prefix in (("feature_key", b""), ("attrs", b"\x01"), ("geom", b""), ("content_digest", b"")):
+        for name, prefix in (("feature_key", b""), ("attrs", b"\x01"), ("geom", b""), ("content_digest", b""),
+                             ("centre_web", b"")):
             col = self.table.column(name).combine_chunks().cast(pa.large_binary())
             if prefix:  # jsonb's binary form: a version byte, then the text
                 col = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()), col, _EMPTY)
@@ -328,7 +330,8 @@ def read_vector(
         target = CRS.from_epsg(srid)
         transformer = None if src_crs.equals(target) else Transformer.from_crs(src_crs, target, always_xy=True)
         geom_col = meta.get("geometry_name") or "wkb_geometry"
-        shape = _Shape(spec, srid, extent, transformer, options)
+        shape = _Shape(spec, srid, extent, transformer, options,
+                       Transformer.from_crs(target, CRS.from_epsg(3857), always_xy=True))
         position = 0
         for rb in reader:
             yield _batch(rb, mapping, geom_col, position, name, spec, shape, report, known)
@@ -393,8 +396,9 @@ class _Shape:
     spec: LayerSpec
     srid: int
     extent: tuple[float, float, float, float]
-    transformer: Transformer | None
+    transformer: Transformer | None  # source CRS -> storage CRS, when they differ
     options: ImportOptions
+    to_web: Transformer  # storage CRS -> web mercator
 
     @property
     def accepted(self) -> set[str]:
@@ -482,20 +486,35 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
                             strict=True):
             values[i] = value
         ewkb = pa.array(values, type=pa.binary())
-    emit = pa.array(good & ~unchanged)
-    out_keys, out_attrs, out_ewkb = pc.filter(keys, emit), pc.filter(attrs, emit), pc.filter(ewkb, emit)
-    digests = _digests(out_attrs, out_ewkb)
+    rows = np.flatnonzero(good & ~unchanged)  # all among ``todo``
+    take = pa.array(rows, type=pa.int64())
+    out = {"feature_key": keys.take(take), "attrs": attrs.take(take), "geom": ewkb.take(take)}
+    out_shapes = shapes[np.searchsorted(todo, rows)]
+    digests = _digests(out["attrs"], out["geom"])
     if known:  # reprojected or rewritten features can still be the live ones
-        same = _unchanged(out_keys, digests, known)
+        same = _unchanged(out["feature_key"], digests, known)
         if same.any():
             keep = pa.array(~same)
-            out_keys, out_attrs, out_ewkb = pc.filter(out_keys, keep), pc.filter(out_attrs, keep), pc.filter(out_ewkb, keep)
-            digests = [d for d, s in zip(digests, same) if not s]
-            unchanged[np.flatnonzero(good & ~unchanged)[same]] = True
+            out = {k: pc.filter(v, keep) for k, v in out.items()}
+            out_shapes, digests = out_shapes[~same], [d for d, s in zip(digests, same) if not s]
+            unchanged[rows[same]] = True
     report.keys.append(pc.filter(keys, pa.array(good)))
     report.unchanged += int(np.count_nonzero(unchanged))
-    return Batch(pa.table({"feature_key": out_keys, "attrs": out_attrs, "geom": out_ewkb,
-                           "content_digest": pa.array(digests, type=pa.binary())}))
+    return Batch(pa.table({**out, "content_digest": pa.array(digests, type=pa.binary()),
+                           "centre_web": _centres_web(out_shapes, shape.to_web)}))
+
+
+_POINT_EWKB = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")])
+
+
+def _centres_web(shapes: np.ndarray, to_web: Transformer) -> pa.Array:
+    """Each shape's centroid in web mercator (EPSG:3857) as point EWKB, vectorised: the map's
+    small-scale tiles count parcels by it (migration 0010)."""
+    xy = shapely.get_coordinates(shapely.centroid(shapes)) if len(shapes) else np.empty((0, 2))
+    points = np.empty(len(xy), dtype=_POINT_EWKB)
+    points["order"], points["type"], points["srid"] = 1, 1 | 0x20000000, 3857
+    points["x"], points["y"] = to_web.transform(xy[:, 0], xy[:, 1])
+    return pa.array(points.view(f"S{_POINT_EWKB.itemsize}"), type=pa.binary(_POINT_EWKB.itemsize)).cast(pa.binary())
 
 
 TYPE_NAMES = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint", "MultiLineString",

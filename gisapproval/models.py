@@ -152,8 +152,10 @@ class LayerFeature(Base):
     geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
         sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
     ident: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("nextval('layer_features_id_seq')"))
-    # BLAKE2b-128 of the content as the import wrote it; NULL: not known (migration 0010)
+    # XXH3-128 of the content as the import wrote it; NULL: not known (migration 0010)
     content_digest: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, deferred=True)
+    # the centroid in web mercator, computed by the importer, for small-scale tiles (migration 0010)
+    centre_web: Mapped[Any] = mapped_column(Geometry("POINT", srid=3857, spatial_index=False), deferred=True)
 
 
 # Views, kept out of Base.metadata: the schema comparison with the migrations covers tables.
@@ -169,7 +171,7 @@ parcels_view = sa.Table(
     sa.Column("geom", Geometry("GEOMETRY", srid=SRID, spatial_index=False)),
     sa.Column("is_retired", sa.Boolean),
     sa.Column("geom_web", sa.LargeBinary),
-    sa.Column("centre_web", sa.LargeBinary),
+    sa.Column("centre_web", Geometry("POINT", srid=3857, spatial_index=False)),
 )
 
 

@@ -2,7 +2,8 @@
 vector layer as of a version, and projects' footprints.
 
 Each tile is one SQL statement ending in ``ST_AsMVT``. Geometries come from the stored
-web-mercator copy (``geom_web``, migration 0007), so nothing is reprojected per request;
+web-mercator copy (``geom_web``, migration 0007) and parcels are counted by their stored
+web-mercator centre (``centre_web``, migration 0010), so nothing is reprojected per request;
 rows are found through the GiST index on ``geom`` with the tile's envelope transformed once.
 
 Zoom policy (``layers/map.toml``): from ``parcel_min_zoom`` up, every parcel is in the tile;
@@ -222,7 +223,7 @@ def parcels_tile(viewer: User | Scope | None, address: TileAddress, settings: Ti
         return _mvt(parcels, "parcels", settings)
     project_parcels = sa.select(*columns).join(shown, shown.c.parcel_id == Parcel.id).where(live)
     cell = tile.pixel_m * settings.cell_px
-    centre = sa.func.ST_SnapToGrid(_web(Parcel.centre_web), cell).label("centre")
+    centre = sa.func.ST_SnapToGrid(Parcel.centre_web, cell).label("centre")
     snapped = sa.select(centre, shown.c.parcel_id.label("shown")) \
         .select_from(Parcel).outerjoin(shown, shown.c.parcel_id == Parcel.id).where(live).subquery("snapped")
     cells = sa.select(

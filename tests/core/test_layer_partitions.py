@@ -82,6 +82,7 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(fresh_engin
                              .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
             assert [r[0] for r in rows] == ["H1", "H2", "H3"] and len({r[2] for r in rows}) == 3
             assert all(r[3] for r in rows)  # the web-mercator copy is computed on the way in
+            assert _centre_error_m(s, layer.id) < 0.01  # the importer's web-mercator centres
             # the second import compares with the partition's live features
             again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
             assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
@@ -209,6 +210,13 @@ def test_a_parcel_keeps_its_id_while_it_changes_and_when_it_is_retired(session, 
     assert dict(session.execute(sa.select(Parcel.parcel_code, Parcel.id)).all()) == ids
 
 
+def _centre_error_m(session, layer_id) -> float:
+    """How far (m, web mercator) the stored centres lie from the database's own reprojected centroids."""
+    return session.scalar(sa.select(sa.func.max(sa.func.ST_Distance(
+        LayerFeature.centre_web, sa.func.ST_Transform(sa.func.ST_Centroid(LayerFeature.geom), 3857))))
+        .where(LayerFeature.layer_id == layer_id))
+
+
 def _live(session, layer_id) -> dict[str, tuple[int, bytes | None]]:
     """Live features: key -> (row id, content digest)."""
     return {key: (fid, None if digest is None else digest.bytes) for key, fid, digest in session.execute(
@@ -236,6 +244,7 @@ def test_a_reimport_writes_what_changed_and_nothing_else(fresh_engine, settings,
             assert (changed.added, changed.changed, changed.removed, changed.unchanged) == (0, 2, 0, 1)
             now = _live(s, layer.id)
             assert now["H3"] == first["H3"]
+            assert _centre_error_m(s, layer.id) < 0.01  # also for features written through the staging table
             assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
         finally:
             s.rollback()

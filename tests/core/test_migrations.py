@@ -21,6 +21,8 @@ GEOMETRY_COLUMNS = {
     ("check_results", "evidence"),
 }
 VIEWS = {"parcels"}  # the cadastre layer's parcels (migration 0009): indexed through layer_features
+# web-mercator centres the importer computes for small-scale tiles (migration 0010): found through geom's index
+WEB_CENTRES = {("layer_features", "centre_web"), ("parcels", "centre_web")}
 
 
 def _tables(engine) -> set[str]:
@@ -53,8 +55,9 @@ def test_geometries_are_in_the_jurisdiction_srid_with_gist_indexes(empty_db_url,
     with mig_engine.connect() as c:
         rows = c.execute(sa.text("SELECT f_table_name, f_geometry_column, srid FROM geometry_columns")).all()
         got = {(t, col): srid for t, col, srid in rows}
-        assert set(got) == GEOMETRY_COLUMNS
-        assert set(got.values()) == {SRID} == {4547}
+        assert set(got) == GEOMETRY_COLUMNS | WEB_CENTRES
+        assert {got[c] for c in GEOMETRY_COLUMNS} == {SRID} == {4547}
+        assert {got[c] for c in WEB_CENTRES} == {3857}
         for table, column in GEOMETRY_COLUMNS - {(v, "geom") for v in VIEWS}:
             gist = c.execute(sa.text(
                 "SELECT count(*) FROM pg_indexes WHERE tablename = :t AND indexdef ILIKE :d"),

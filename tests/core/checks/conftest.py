@@ -51,8 +51,10 @@ class World:
 
     def feature(self, layer: str, geom, key: str | None = None, **attrs) -> LayerFeature:
         key = key or f"T{next(_seq):05d}"
+        shape = from_shape(geom, srid=SRID)
         f = LayerFeature(layer_id=self.layers[layer].id, feature_key=key, valid_from=self.number(layer),
-                         attrs={**attrs}, geom=from_shape(geom, srid=SRID))
+                         attrs={**attrs}, geom=shape,
+                         centre_web=sa.func.ST_Transform(sa.func.ST_Centroid(shape), 3857))  # as an import computes it
         self.s.add(f)
         self.s.flush()
         return f
