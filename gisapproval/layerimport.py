@@ -17,7 +17,9 @@ and removed keys.
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import stat
 import struct
 import zipfile
@@ -97,9 +99,11 @@ _EMPTY = pa.scalar(b"", pa.large_binary())
 
 @dataclass
 class Batch:
-    """The rows of one source batch to be written: feature_key, attrs (JSON text), geom (EWKB in
-    the layer's type and the storage SRID), content_digest (16 bytes) and centre_web (the
-    centroid in web mercator, EWKB) — as layer_features stores them. Valid rows only, and on a re-import only those the layer does not hold already."""
+    """The rows of one source batch to be written, as layer_features stores them: feature_key,
+    attrs (JSON text), geom (EWKB in the layer's type and the storage SRID), content_digest
+    (16 bytes), centre_web (its bounding box's centre in web mercator, EWKB) and geom_web (the
+    shape in web mercator, EWKB). Valid rows only, and on a re-import only those the layer does
+    not hold already."""
 
     table: pa.Table
 
@@ -110,13 +114,13 @@ class Batch:
     def copy_data(self, *leading_int4: int) -> bytes:
         """The rows in PostgreSQL's binary COPY format (between ``COPY_HEADER`` and
         ``COPY_TRAILER``), each after a column per ``leading_int4`` value (an integer), then
-        feature_key (text), attrs (jsonb), geom (geometry: EWKB), content_digest (uuid) and
-        centre_web (geometry: EWKB).
+        feature_key (text), attrs (jsonb), geom (geometry: EWKB), content_digest (uuid),
+        centre_web (geometry: EWKB) and geom_web (bytea: EWKB).
         Built column-wise by Arrow: no per-row Python, no text encoding of the geometry."""
-        head = struct.pack(">h", len(leading_int4) + 5) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
+        head = struct.pack(">h", len(leading_int4) + 6) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
         parts = [pa.scalar(head, pa.large_binary())]
         for name, prefix in (("feature_key", b""), ("attrs", b"\x01"), ("geom", b""), ("content_digest", b""),
-                             ("centre_web", b"")):
+                             ("centre_web", b""), ("geom_web", b"")):
             col = self.table.column(name).combine_chunks().cast(pa.large_binary())
             if prefix:  # jsonb's binary form: a version byte, then the text
                 col = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()), col, _EMPTY)
@@ -420,9 +424,10 @@ def _digests(attrs: pa.Array, ewkb: pa.Array) -> list[bytes | None]:
 
 
 def _unchanged(keys: pa.Array, digests: list[bytes | None], known: Mapping[str, bytes | None]) -> np.ndarray:
-    """Which rows are a live feature as it is: same key, same digest."""
-    return np.fromiter((d is not None and known.get(k) == d for k, d in zip(keys.to_pylist(), digests)),
-                       dtype=bool, count=len(digests))
+    """Which rows are a live feature as it is: same key, same digest (a None digest is no match)."""
+    live = map(known.get, keys.to_pylist())
+    return np.fromiter(map(operator.eq, live, digests), dtype=bool, count=len(digests)) & \
+        np.fromiter(map(operator.is_not, digests, itertools.repeat(None)), dtype=bool, count=len(digests))
 
 
 def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
@@ -501,19 +506,58 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
     report.keys.append(pc.filter(keys, pa.array(good)))
     report.unchanged += int(np.count_nonzero(unchanged))
     return Batch(pa.table({**out, "content_digest": pa.array(digests, type=pa.binary()),
-                           "centre_web": _centres_web(out_shapes, shape.to_web)}))
+                           "centre_web": _centres_web(out_shapes, shape.to_web),
+                           "geom_web": _web_ewkb(out["geom"], out_shapes, spec.geometry_type, shape.to_web)}))
+
+
+# Bytes before the coordinates in the EWKB (with SRID) of a shape with one part and one ring
+# (most features): after them the coordinates follow each other, 16 bytes per point.
+EWKB_HEAD_OF_SIMPLE = {"Point": 9, "LineString": 13, "Polygon": 17, "MultiLineString": 22, "MultiPolygon": 26}
+
+
+def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Transformer) -> pa.Array:
+    """The shapes in web mercator (EPSG:3857) as EWKB, the copy vector tiles are cut from. A
+    shape of one part and one ring (most features) is reprojected in its stored EWKB, its
+    coordinates read, transformed and written back in place for the whole batch at once; any
+    other goes through shapely."""
+    n = len(ewkb)
+    offsets = np.frombuffer(ewkb.buffers()[1], dtype=np.int32)[ewkb.offset:ewkb.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(ewkb.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].copy() if n else \
+        np.empty(0, dtype=np.uint8)
+    start = offsets[:-1] - offsets[0]
+    points = shapely.get_num_coordinates(shapes).astype(np.int64)
+    head = EWKB_HEAD_OF_SIMPLE.get(geometry_type)
+    simple = np.diff(offsets) == (head or 0) + 16 * points if head else np.zeros(n, dtype=bool)
+    if simple.any():
+        counts = points[simple]
+        first = np.repeat(start[simple] + head - 16 * np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        at = (first + 16 * np.arange(counts.sum()))[:, None] + np.arange(16)  # each point's 16 bytes
+        xy = data[at].view("<f8")
+        x, y = to_web.transform(xy[:, 0], xy[:, 1])
+        data[at] = np.column_stack([x, y]).astype("<f8").view(np.uint8)
+        data[(start[simple] + 5)[:, None] + np.arange(4)] = np.frombuffer(struct.pack("<I", 3857), dtype=np.uint8)
+    web = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer((offsets - offsets[0]).astype(np.int32)),
+                                                  pa.py_buffer(data)])
+    if simple.all():
+        return web
+    values = web.to_pylist()
+    others = np.flatnonzero(~simple)
+    moved = shapely.transform(shapes[others], lambda c: np.column_stack(to_web.transform(c[:, 0], c[:, 1])))
+    for i, value in zip(others, _ewkb_from_shapes(moved, geometry_type, 3857), strict=True):
+        values[i] = value
+    return pa.array(values, type=pa.binary())
 
 
 _POINT_EWKB = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")])
 
 
 def _centres_web(shapes: np.ndarray, to_web: Transformer) -> pa.Array:
-    """Each shape's centroid in web mercator (EPSG:3857) as point EWKB, vectorised: the map's
-    small-scale tiles count parcels by it (migration 0010)."""
-    xy = shapely.get_coordinates(shapely.centroid(shapes)) if len(shapes) else np.empty((0, 2))
-    points = np.empty(len(xy), dtype=_POINT_EWKB)
+    """The centre of each shape's bounding box in web mercator (EPSG:3857) as point EWKB,
+    vectorised: the map's small-scale tiles count parcels by it (migration 0010)."""
+    box = shapely.bounds(shapes) if len(shapes) else np.empty((0, 4))
+    points = np.empty(len(box), dtype=_POINT_EWKB)
     points["order"], points["type"], points["srid"] = 1, 1 | 0x20000000, 3857
-    points["x"], points["y"] = to_web.transform(xy[:, 0], xy[:, 1])
+    points["x"], points["y"] = to_web.transform((box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2)
     return pa.array(points.view(f"S{_POINT_EWKB.itemsize}"), type=pa.binary(_POINT_EWKB.itemsize)).cast(pa.binary())
 
 
@@ -592,7 +636,9 @@ def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
     for i, (name, typ) in enumerate(types.items()):
         col = columns[name]
         if typ == "str":
-            if pc.any(pc.match_substring_regex(col, r"[\x00-\x1f]")).as_py():  # control characters: json escapes
+            if not pc.any(pc.match_substring_regex(col, r'["\\\x00-\x1f]')).as_py():  # nothing JSON escapes
+                value = pc.binary_join_element_wise('"', col, '"', "")
+            elif pc.any(pc.match_substring_regex(col, r"[\x00-\x1f]")).as_py():  # control characters
                 value = pa.array([json.dumps(v, ensure_ascii=False) for v in col.to_pylist()], type=pa.string())
             else:
                 escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')

@@ -127,7 +127,8 @@ CREATE TEMP TABLE layer_staging (
     attrs jsonb NOT NULL,
     geom geometry NOT NULL,
     content_digest uuid,
-    centre_web geometry NOT NULL
+    centre_web geometry NOT NULL,
+    geom_web bytea NOT NULL
 ) ON COMMIT DROP
 """
 
@@ -236,7 +237,7 @@ def publish_layer_version(
     bulk = not has_partition(session, layer.id)
     known = None if bulk else _live_digests(session, layer)
     timings = {"prepare": time.perf_counter() - t0}  # checks, lock, checksum, the live features' digests
-    columns = "feature_key, attrs, geom, content_digest, centre_web"
+    columns = "feature_key, attrs, geom, content_digest, centre_web, geom_web"
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
         if fmt == "zipped Shapefile":
@@ -333,7 +334,7 @@ def _new_partition_table(session: Session, layer: Layer) -> str:
     """A layer's first import writes its features into a new table with no index yet, the
     layer's partition-to-be (``_index_and_attach`` makes it one)."""
     table = partition_name(layer.id)
-    session.execute(sa.text(f"CREATE TABLE {table} (LIKE layer_features INCLUDING DEFAULTS INCLUDING GENERATED, "
+    session.execute(sa.text(f"CREATE TABLE {table} (LIKE layer_features INCLUDING DEFAULTS, "
                             f"CONSTRAINT {table}_layer CHECK (layer_id = {int(layer.id)}))"))
     return table
 
@@ -403,8 +404,8 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
         f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
     inserted = session.execute(sa.text(
         f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, geom, content_digest, centre_web, "
-        f"ident) SELECT :layer, s.feature_key, :v, s.attrs, s.geom, s.content_digest, s.centre_web, {IDENT_SQL} "
-        f"FROM layer_staging s "
+        f"geom_web, ident) SELECT :layer, s.feature_key, :v, s.attrs, s.geom, s.content_digest, s.centre_web, "
+        f"s.geom_web, {IDENT_SQL} FROM layer_staging s "
         f"WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE {live} AND f.feature_key = s.feature_key)"),
         p).rowcount
     staged = total if total is not None else session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
@@ -508,8 +509,8 @@ def rollback_layer(session: Session, actor: User | None, layer_name: str, to_num
     _lock(session, layer)
     _new_staging(session)
     session.execute(sa.text(
-        "INSERT INTO layer_staging (feature_key, attrs, geom, content_digest, centre_web) "
-        "SELECT feature_key, attrs, geom, content_digest, centre_web FROM layer_features "
+        "INSERT INTO layer_staging (feature_key, attrs, geom, content_digest, centre_web, geom_web) "
+        "SELECT feature_key, attrs, geom, content_digest, centre_web, geom_web FROM layer_features "
         "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
         {"layer": layer.id, "n": to_number})
     _index_staging(session)

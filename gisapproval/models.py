@@ -149,12 +149,12 @@ class LayerFeature(Base):
     valid_to: Mapped[int | None]
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True))
-    geom_web: Mapped[bytes | None] = mapped_column(  # EPSG:3857 copy for vector tiles (migration 0007)
-        sa.LargeBinary, sa.Computed("ST_AsEWKB(ST_Transform(geom, 3857))", persisted=True), deferred=True)
+    # EPSG:3857 copy (EWKB) for vector tiles (migration 0007), computed by the importer (0010)
+    geom_web: Mapped[bytes] = mapped_column(sa.LargeBinary, deferred=True)
     ident: Mapped[int] = mapped_column(sa.BigInteger, server_default=sa.text("nextval('layer_features_id_seq')"))
     # XXH3-128 of the content as the import wrote it; NULL: not known (migration 0010)
     content_digest: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, deferred=True)
-    # the centroid in web mercator, computed by the importer, for small-scale tiles (migration 0010)
+    # its bounding box's centre in web mercator, computed by the importer, for small-scale tiles (0010)
     centre_web: Mapped[Any] = mapped_column(Geometry("POINT", srid=3857, spatial_index=False), deferred=True)
 
 
@@ -189,7 +189,7 @@ class Parcel(Base):
     geom: Mapped[Any]
     is_retired: Mapped[bool]
     geom_web = deferred(parcels_view.c.geom_web)  # EPSG:3857 EWKB, for vector tiles
-    centre_web = deferred(parcels_view.c.centre_web)  # its centroid, for small-scale tiles
+    centre_web = deferred(parcels_view.c.centre_web)  # its bounding box's centre, for small-scale tiles
 
 
 project_parcels = sa.Table(

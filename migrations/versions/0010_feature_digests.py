@@ -1,4 +1,4 @@
-"""feature digests and web-mercator centres, computed by the importer
+"""feature digests, web-mercator centres and shapes, computed by the importer
 
 - ``layer_features.content_digest`` (uuid, nullable): a 128-bit digest (XXH3-128) of the
   feature's content as the import wrote it (its attributes as JSON text and its geometry as
@@ -7,10 +7,14 @@
   that differ; equal digests mean equal content. A NULL digest (the rows written before this
   migration) means "not known": such a feature is compared by its content, and the import
   records its digest when it finds it unchanged.
-- ``layer_features.centre_web`` (point, EPSG:3857): the feature's centroid in web mercator,
-  also computed by the importer (this migration computes it for the rows already there). The
+- ``layer_features.centre_web`` (point, EPSG:3857): the centre of the feature's bounding box
+  in web mercator, also computed by the importer (this migration computes it for the rows already there). The
   small-scale map tiles count parcels by it; the parcels view computed it for every parcel of
   every such tile, which made those tiles three to ten times slower after migration 0009.
+- ``layer_features.geom_web`` (the shape in web mercator, EWKB, for vector tiles) is no longer
+  computed by the database as each row is written (it was a third of the database's work in a
+  first import) but by the importer, which reprojects a whole batch at once; the rows already
+  there keep theirs.
 
 Revision ID: 0010
 Revises: 0009
@@ -46,12 +50,11 @@ CADASTRE_ID = "(SELECT l.id FROM layers l WHERE l.name = 'cadastre')"
 
 
 def _parcels_view(centre: str) -> None:
-    """Recreate the parcels view (its centre column changes type) over the table it reads now:
-    the cadastre's partition once it has one, else layer_features."""
+    """Create the parcels view over the table it reads now: the cadastre's partition once it
+    has one, else layer_features."""
     cadastre = op.get_bind().execute(sa.text(
         "SELECT l.id FROM layers l WHERE l.name = 'cadastre' "
         "AND to_regclass('layer_features_p' || l.id) IS NOT NULL")).scalar()
-    op.execute("DROP VIEW parcels")
     if cadastre is None:
         op.execute(PARCELS_VIEW.format(table="layer_features", layer=CADASTRE_ID, centre=centre))
     else:
@@ -59,13 +62,20 @@ def _parcels_view(centre: str) -> None:
 
 
 def upgrade() -> None:
+    op.execute("DROP VIEW parcels")  # its centre column changes type
     op.execute("ALTER TABLE layer_features ADD COLUMN content_digest uuid, "
-               "ADD COLUMN centre_web geometry(Point, 3857)")
-    op.execute("UPDATE layer_features SET centre_web = ST_Transform(ST_Centroid(geom), 3857)")
-    op.execute("ALTER TABLE layer_features ALTER COLUMN centre_web SET NOT NULL")
+               "ADD COLUMN centre_web geometry(Point, 3857), ALTER COLUMN geom_web DROP EXPRESSION")
+    op.execute("UPDATE layer_features SET centre_web = ST_Transform(ST_SetSRID(ST_MakePoint("
+               "(ST_XMin(geom) + ST_XMax(geom)) / 2, (ST_YMin(geom) + ST_YMax(geom)) / 2), ST_SRID(geom)), 3857)")
+    op.execute("ALTER TABLE layer_features ALTER COLUMN centre_web SET NOT NULL, "
+               "ALTER COLUMN geom_web SET NOT NULL")
     _parcels_view(CENTRE_0010)
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW parcels")
+    op.execute("ALTER TABLE layer_features DROP COLUMN centre_web, DROP COLUMN content_digest, "
+               "DROP COLUMN geom_web")
+    op.execute("ALTER TABLE layer_features ADD COLUMN geom_web bytea "
+               "GENERATED ALWAYS AS (ST_AsEWKB(ST_Transform(geom, 3857))) STORED")
     _parcels_view(CENTRE_0009)
-    op.execute("ALTER TABLE layer_features DROP COLUMN centre_web, DROP COLUMN content_digest")

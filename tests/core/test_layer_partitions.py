@@ -83,6 +83,7 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(fresh_engin
             assert [r[0] for r in rows] == ["H1", "H2", "H3"] and len({r[2] for r in rows}) == 3
             assert all(r[3] for r in rows)  # the web-mercator copy is computed on the way in
             assert _centre_error_m(s, layer.id) < 0.01  # the importer's web-mercator centres
+            assert _web_error_m(s, layer.id) < 0.001  # and shapes
             # the second import compares with the partition's live features
             again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
             assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
@@ -211,10 +212,44 @@ def test_a_parcel_keeps_its_id_while_it_changes_and_when_it_is_retired(session, 
 
 
 def _centre_error_m(session, layer_id) -> float:
-    """How far (m, web mercator) the stored centres lie from the database's own reprojected centroids."""
+    """How far (m, web mercator) the stored centres lie from the database's own reprojection of
+    the centres of the shapes' bounding boxes."""
+    g = LayerFeature.geom
+    centre = sa.func.ST_SetSRID(sa.func.ST_MakePoint((sa.func.ST_XMin(g) + sa.func.ST_XMax(g)) / 2,
+                                                     (sa.func.ST_YMin(g) + sa.func.ST_YMax(g)) / 2), sa.func.ST_SRID(g))
     return session.scalar(sa.select(sa.func.max(sa.func.ST_Distance(
-        LayerFeature.centre_web, sa.func.ST_Transform(sa.func.ST_Centroid(LayerFeature.geom), 3857))))
-        .where(LayerFeature.layer_id == layer_id))
+        LayerFeature.centre_web, sa.func.ST_Transform(centre, 3857)))).where(LayerFeature.layer_id == layer_id))
+
+
+def _web_error_m(session, layer_id) -> float:
+    """How far (m, web mercator) the stored web-mercator shapes lie from the database's own
+    reprojection of the stored shapes, at worst; and every one is in EPSG:3857."""
+    web = sa.func.ST_GeomFromEWKB(LayerFeature.geom_web)
+    worst, srids = session.execute(sa.select(
+        sa.func.max(sa.func.ST_HausdorffDistance(web, sa.func.ST_Transform(LayerFeature.geom, 3857))),
+        sa.func.array_agg(sa.distinct(sa.func.ST_SRID(web)))).where(LayerFeature.layer_id == layer_id)).one()
+    assert srids == [3857]
+    return worst
+
+
+def test_web_mercator_copies_of_every_kind_of_shape(fresh_engine, settings, tmp_path):
+    """One part and one ring (reprojected in place, in bulk), holes and several parts (through
+    shapely): each copy agrees with PostGIS's own reprojection."""
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[1, "geometry"] = shapely.box(X0 + 100, Y0, X0 + 180, Y0 + 80).difference(
+        shapely.box(X0 + 120, Y0 + 20, X0 + 140, Y0 + 40))
+    frame.loc[2, "geometry"] = shapely.MultiPolygon([shapely.box(X0 + 200, Y0, X0 + 220, Y0 + 20),
+                                                     shapely.box(X0 + 240, Y0, X0 + 260, Y0 + 20)])
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, frame, tmp_path / "a.gpkg")
+            assert _web_error_m(s, layer.id) < 0.001
+            frame.loc[:, "risk_level"] = "high"  # through the staging table
+            assert _import(s, settings, frame, tmp_path / "b.gpkg").changed == 3
+            assert _web_error_m(s, layer.id) < 0.001
+        finally:
+            s.rollback()
 
 
 def _live(session, layer_id) -> dict[str, tuple[int, bytes | None]]:
@@ -245,6 +280,7 @@ def test_a_reimport_writes_what_changed_and_nothing_else(fresh_engine, settings,
             now = _live(s, layer.id)
             assert now["H3"] == first["H3"]
             assert _centre_error_m(s, layer.id) < 0.01  # also for features written through the staging table
+            assert _web_error_m(s, layer.id) < 0.001
             assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
         finally:
             s.rollback()

@@ -53,8 +53,10 @@ class World:
         key = key or f"T{next(_seq):05d}"
         shape = from_shape(geom, srid=SRID)
         f = LayerFeature(layer_id=self.layers[layer].id, feature_key=key, valid_from=self.number(layer),
-                         attrs={**attrs}, geom=shape,
-                         centre_web=sa.func.ST_Transform(sa.func.ST_Centroid(shape), 3857))  # as an import computes it
+                         attrs={**attrs}, geom=shape,  # and the web-mercator copies an import computes
+                         centre_web=sa.func.ST_Transform(sa.func.ST_SetSRID(sa.func.ST_MakePoint(
+                             *shapely.centroid(shapely.box(*geom.bounds)).coords[0]), SRID), 3857),
+                         geom_web=sa.func.ST_AsEWKB(sa.func.ST_Transform(shape, 3857)))
         self.s.add(f)
         self.s.flush()
         return f

@@ -104,7 +104,7 @@ def _new_version(world, session, layer_name, changed_feature, **new_attrs):
     changed_feature.valid_to = version.number
     session.add(LayerFeature(layer_id=layer.id, feature_key=changed_feature.feature_key, valid_from=version.number,
                              attrs={**changed_feature.attrs, **new_attrs}, geom=changed_feature.geom,
-                             centre_web=changed_feature.centre_web))
+                             centre_web=changed_feature.centre_web, geom_web=changed_feature.geom_web))
     layer.current_version_id = version.id
     session.flush()
     return old, version
