@@ -9,10 +9,10 @@ format. Every
 problem is reported with the feature's key (or its position) and the field; nothing is written
 while any problem remains.
 
-A re-import is given the live features' digests (``known``): a source feature whose key and
-digest match one of them is the very feature the layer holds, so its geometry is not parsed
-and checked again and it is not sent to the database; only its key is kept, to find duplicate
-and removed keys.
+A re-import is given the live features' digests (``LiveDigests``): a source feature whose key
+and digest match one of them is the very feature the layer holds, so its geometry is not
+parsed and checked again and it is not sent to the database; only its key is kept, to find
+duplicate and removed keys.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import operator
 import stat
 import struct
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,7 +294,7 @@ def _fix(geom, accepted: set[str]):
 
 def read_vector(
     path: Path, name: str, spec: LayerSpec, srid: int, extent: tuple[float, float, float, float],
-    options: ImportOptions, report: SourceReport, batch_size: int = 20_000, known: Mapping[str, bytes | None] | None = None,
+    options: ImportOptions, report: SourceReport, batch_size: int = 20_000, known: LiveDigests | None = None,
 ) -> Iterator[Batch]:
     """Stream validated, normalised batches from a vector source; problems go to ``report``,
     duplicate keys among them once the whole source is read. ``known``: the layer's live
@@ -423,15 +423,59 @@ def _digests(attrs: pa.Array, ewkb: pa.Array) -> list[bytes | None]:
     return [None if m is None else digest(m) for m in message.to_pylist()]
 
 
-def _unchanged(keys: pa.Array, digests: list[bytes | None], known: Mapping[str, bytes | None]) -> np.ndarray:
-    """Which rows are a live feature as it is: same key, same digest (a None digest is no match)."""
-    live = map(known.get, keys.to_pylist())
-    return np.fromiter(map(operator.eq, live, digests), dtype=bool, count=len(digests)) & \
-        np.fromiter(map(operator.is_not, digests, itertools.repeat(None)), dtype=bool, count=len(digests))
+def _key_hashes(keys: list[str]) -> np.ndarray:
+    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
+
+
+def _digest_array(digests: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Digests as an (n, 2) uint64 array, and which of them are known (not None)."""
+    present = np.fromiter(map(operator.is_not, digests, itertools.repeat(None)), dtype=bool, count=len(digests))
+    blob = b"".join(d if d is not None else bytes(16) for d in digests)
+    return np.frombuffer(blob, dtype="<u8").reshape(-1, 2), present
+
+
+class LiveDigests:
+    """The live features of a layer, compactly: their keys (Arrow), and each key's 64-bit hash,
+    sorted, beside its content digest — about 40 bytes a feature, so a city's cadastre fits in
+    a few megabytes. Built from (key, digest or None) rows, chunk by chunk."""
+
+    def __init__(self, chunks):
+        keys, hashes, digests, present = [], [], [], []
+        for rows in chunks:
+            k = [r[0] for r in rows]
+            d, p = _digest_array([None if r[1] is None else bytes(r[1]) for r in rows])
+            keys.append(pa.array(k, type=pa.string()))
+            hashes.append(_key_hashes(k))
+            digests.append(d)
+            present.append(p)
+        self.keys = pa.chunked_array(keys, type=pa.string())
+        h = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        order = np.argsort(h, kind="stable")
+        self.hashes = h[order]
+        self.digests = (np.concatenate(digests) if digests else np.empty((0, 2), dtype="<u8"))[order]
+        self.present = (np.concatenate(present) if present else np.empty(0, dtype=bool))[order]
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def unchanged(self, keys: pa.Array, digests: list[bytes | None]) -> np.ndarray:
+        """Which rows are a live feature as it is: same key, same digest. (Two keys may share a
+        hash: a feature's digest covers its key, so the digests then differ and the row is
+        compared in the database instead.)"""
+        if not len(self) or not len(digests):
+            return np.zeros(len(digests), dtype=bool)
+        h = _key_hashes(keys.to_pylist())
+        at = np.minimum(np.searchsorted(self.hashes, h), len(self) - 1)
+        d, p = _digest_array(digests)
+        return (self.hashes[at] == h) & self.present[at] & p & (self.digests[at] == d).all(axis=1)
+
+    def removed(self, seen: pa.ChunkedArray) -> list[str]:
+        """The live keys a source no longer holds."""
+        return pc.filter(self.keys, pc.invert(pc.is_in(self.keys, value_set=seen))).to_pylist()
 
 
 def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
-           known: Mapping[str, bytes | None] | None) -> Batch:
+           known: LiveDigests | None) -> Batch:
     n = rb.num_rows
     good = np.ones(n, dtype=bool)
     raw_keys = rb.column(mapping[spec.feature_key])
@@ -479,7 +523,7 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
         ewkb, as_stored = pa.nulls(n, pa.binary()), np.zeros(n, dtype=bool)
     unchanged = np.zeros(n, dtype=bool)
     if known:  # a live feature as it is needs no second check
-        unchanged = good & as_stored & _unchanged(keys, _digests(attrs, ewkb), known)
+        unchanged = good & as_stored & known.unchanged(keys, _digests(attrs, ewkb))
     todo = np.flatnonzero(~unchanged)
     shapes, changed = _check_geometries(raw.take(pa.array(todo, type=pa.int64())).to_numpy(zero_copy_only=False),
                                         todo, name, key_at, start, shape, report, good)
@@ -497,7 +541,7 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
     out_shapes = shapes[np.searchsorted(todo, rows)]
     digests = _digests(out["attrs"], out["geom"])
     if known:  # reprojected or rewritten features can still be the live ones
-        same = _unchanged(out["feature_key"], digests, known)
+        same = known.unchanged(out["feature_key"], digests)
         if same.any():
             keep = pa.array(~same)
             out = {k: pc.filter(v, keep) for k, v in out.items()}

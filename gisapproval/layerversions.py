@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from psycopg.copy import LibpqWriter
 from sqlalchemy.orm import Session
@@ -42,6 +40,7 @@ from .layerimport import (
     COPY_HEADER,
     COPY_TRAILER,
     ImportOptions,
+    LiveDigests,
     LayerImportError,
     Problem,
     SourceReport,
@@ -200,14 +199,13 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
         return cur.rowcount
 
 
-def _live_digests(session: Session, layer: Layer) -> dict[str, bytes | None]:
-    """The layer's live features' content digests (None where not known) by key (fetched as
-    plain tuples: a city's cadastre is hundreds of thousands of rows)."""
+def _live_digests(session: Session, layer: Layer) -> LiveDigests:
+    """The layer's live features' content digests, fetched in chunks through a server-side cursor."""
     conn = session.connection().connection.driver_connection
-    with conn.cursor() as cur:
+    with conn.cursor(name="gisapproval_live_digests", binary=True) as cur:
         cur.execute("SELECT feature_key, uuid_send(content_digest) FROM layer_features "
                     "WHERE layer_id = %s AND valid_to IS NULL", (layer.id,))
-        return dict(cur.fetchall())
+        return LiveDigests(iter(lambda: cur.fetchmany(50_000), []))
 
 
 def publish_layer_version(
@@ -264,8 +262,7 @@ def publish_layer_version(
     else:
         _index_staging(session)
         timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
-        removed = pc.filter(live := pa.array(list(known), type=pa.string()),
-                            pc.invert(pc.is_in(live, value_set=report.valid_keys()))).to_pylist()
+        removed = known.removed(report.valid_keys())
         result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
                                 removed=removed, total=report.valid)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features

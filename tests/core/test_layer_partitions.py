@@ -332,3 +332,26 @@ def test_a_reprojected_source_is_found_unchanged_when_it_is(fresh_engine, settin
             assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
         finally:
             s.rollback()
+
+
+def test_keys_sharing_a_hash_are_still_told_apart(fresh_engine, settings, tmp_path, monkeypatch):
+    """The live digests are looked up by a 64-bit hash of the key. Were every key's hash the same,
+    a re-import would send every feature to the database, which still finds them unchanged."""
+    import numpy as np
+
+    from gisapproval import layerimport
+
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            monkeypatch.setattr(layerimport, "_key_hashes", lambda keys: np.zeros(len(keys), dtype=np.uint64))
+            frame = hazards(["H1", "H2", "H3"])
+            frame.loc[2, "risk_level"] = "high"
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+            now = _live(s, layer.id)
+            assert now["H1"] == first["H1"] and now["H2"] == first["H2"] and now["H3"] != first["H3"]
+        finally:
+            s.rollback()
