@@ -290,23 +290,20 @@ def ensure_partition(session: Session, layer: Layer) -> None:
         _point_parcels_view(session, layer)
 
 
-# The parcels view (migrations 0009, 0010) over the cadastre's partition: planned without the other
-# layers' partitions. Columns and their types as the migration made them.
+# The parcels view (migrations 0009-0011) over the cadastre's partition: planned without the
+# other layers' partitions. Columns and their types as the migrations made them; one scan, so
+# that a join on a parcel's id goes through the ident index.
 PARCELS_VIEW = """
 CREATE OR REPLACE VIEW parcels AS
 SELECT f.ident AS id, f.feature_key AS parcel_code, f.attrs->>'holder' AS holder,
-       f.attrs->>'land_use' AS land_use, ST_Area(f.geom) AS area_m2, f.geom, false AS is_retired,
+       f.attrs->>'land_use' AS land_use, ST_Area(f.geom) AS area_m2, f.geom, f.valid_to IS NOT NULL AS is_retired,
        f.geom_web, f.centre_web
 FROM {table} f
-WHERE f.layer_id = {layer} AND f.valid_to IS NULL
-UNION ALL
-SELECT f.ident, f.feature_key, f.attrs->>'holder', f.attrs->>'land_use', ST_Area(f.geom), f.geom, true,
-       f.geom_web, f.centre_web
-FROM {table} f
-WHERE f.layer_id = {layer} AND f.valid_to IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM {table} g
-                  WHERE g.layer_id = f.layer_id AND g.ident = f.ident
-                    AND (g.valid_to IS NULL OR g.valid_to > f.valid_to))
+WHERE f.layer_id = {layer}
+  AND (f.valid_to IS NULL
+       OR NOT EXISTS (SELECT 1 FROM {table} g
+                      WHERE g.layer_id = f.layer_id AND g.ident = f.ident
+                        AND (g.valid_to IS NULL OR g.valid_to > f.valid_to)))
 """
 
 

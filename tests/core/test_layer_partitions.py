@@ -355,3 +355,13 @@ def test_keys_sharing_a_hash_are_still_told_apart(fresh_engine, settings, tmp_pa
             assert now["H1"] == first["H1"] and now["H2"] == first["H2"] and now["H3"] != first["H3"]
         finally:
             s.rollback()
+
+
+def test_a_parcel_joined_by_its_id_is_found_through_the_ident_index(session):
+    """The parcels view is one scan of the cadastre (migration 0011): a join on a parcel's id is
+    a lookup in the ident index, not a read of the whole cadastre (as the UNION ALL view did)."""
+    for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+        session.execute(sa.text(f"SET LOCAL {setting} = off"))
+    plan = "\n".join(session.execute(sa.text(
+        "EXPLAIN SELECT p.parcel_code FROM parcels p JOIN project_parcels pp ON pp.parcel_id = p.id")).scalars())
+    assert "Index Cond: (ident = pp.parcel_id)" in plan, plan

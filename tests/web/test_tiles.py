@@ -452,12 +452,20 @@ def test_a_matching_etag_or_a_refused_viewer_builds_no_tile(web_db):
     built = plan()
     with web_db.connect() as conn:
         cadastre = conn.scalar(sa.select(Layer.id).where(Layer.name == "cadastre"))
-    assert f"{partition_name(cadastre)}_geom_idx" in built and "never executed" not in built
+    index = f"{partition_name(cadastre)}_geom_idx"
+
+    def parcel_scans(text: str) -> list[str]:
+        return [line for line in text.splitlines() if index in line]
+
+    # the tile's parcels were read through the spatial index (the parcels view's check of retired
+    # parcels may stay unexecuted: the tile's parcels are all live)
+    assert parcel_scans(built) and not any("never executed" in line for line in parcel_scans(built))
     for refused in ({"if_none_match": [answer.etag]}, {"fingerprint": "0" * 16}, {"sees_all": False}):
         with web_db.connect() as conn:
             again = statement.run(conn, **{**params, **refused})
         assert again.data is None
-        assert "never executed" in plan(**refused)
+        scans = parcel_scans(plan(**refused))
+        assert scans and all("never executed" in line for line in scans)
 
 
 def test_tile_connections_read_in_autocommit_with_serial_plans(app):
