@@ -4,10 +4,9 @@ Vector sources (GeoPackage, GeoJSON, zipped Shapefile) are streamed in Arrow bat
 pyogrio, so memory stays bounded whatever the file's size. Each batch is checked column by
 column (Arrow compute and shapely's vectorised predicates; a Python loop runs only over the
 rows of a column that needs one, to name each bad value) and handed on as an Arrow table —
-key, attributes as JSON, geometry as EWKB, content digest — that COPY reads in its binary
-format. Every
-problem is reported with the feature's key (or its position) and the field; nothing is written
-while any problem remains.
+key, attributes as JSON, geometry as EWKB, content digest and web-mercator copies — that COPY
+reads in its binary format. Every problem is reported with the feature's key (or its position)
+and the field; nothing is written while any problem remains.
 
 A re-import is given the live features' digests (``LiveDigests``): a source feature whose key
 and digest match one of them is the very feature the layer holds, so its geometry is not
@@ -92,6 +91,9 @@ class LayerImportError(InputError):
         super().__init__(f"import of layer {layer!r} refused, nothing changed: {head}{tail}", where=source)
 
 
+# The columns of layer_features an import writes for each feature, in this order (``Batch``,
+# the COPY statements and the staging table of gisapproval.layerversions).
+STORED_COLUMNS = ("feature_key", "attrs", "geom", "content_digest", "centre_web", "geom_web")
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)  # binary COPY: signature, flags, extension
 COPY_TRAILER = struct.pack(">h", -1)
 _EMPTY = pa.scalar(b"", pa.large_binary())
@@ -117,13 +119,13 @@ class Batch:
         feature_key (text), attrs (jsonb), geom (geometry: EWKB), content_digest (uuid),
         centre_web (geometry: EWKB) and geom_web (bytea: EWKB).
         Built column-wise by Arrow: no per-row Python, no text encoding of the geometry."""
-        head = struct.pack(">h", len(leading_int4) + 6) + b"".join(struct.pack(">ii", 4, v) for v in leading_int4)
+        head = struct.pack(">h", len(leading_int4) + len(STORED_COLUMNS)) + b"".join(
+            struct.pack(">ii", 4, v) for v in leading_int4)
         parts = [pa.scalar(head, pa.large_binary())]
-        for name, prefix in (("feature_key", b""), ("attrs", b"\x01"), ("geom", b""), ("content_digest", b""),
-                             ("centre_web", b""), ("geom_web", b"")):
+        for name in STORED_COLUMNS:
             col = self.table.column(name).combine_chunks().cast(pa.large_binary())
-            if prefix:  # jsonb's binary form: a version byte, then the text
-                col = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()), col, _EMPTY)
+            if name == "attrs":  # jsonb's binary form: a version byte, then the text
+                col = pc.binary_join_element_wise(pa.scalar(b"\x01", pa.large_binary()), col, _EMPTY)
             length = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(">i4")
             parts += [pa.array(length.view("S4"), type=pa.binary(4)).cast(pa.large_binary()), col]
         rows = pc.binary_join_element_wise(*parts, _EMPTY)
@@ -409,15 +411,16 @@ class _Shape:
         return ACCEPTED_TYPES[self.spec.geometry_type]
 
 
-def content_digest(attrs_json_text: str, ewkb: bytes) -> bytes:
-    """A feature's content digest (16 bytes, XXH3-128) over its attributes as JSON text and its
-    geometry as EWKB, exactly as the import writes them (migration 0010). It tells a changed
-    feature from an unchanged one; it is not a seal against forgery."""
-    return xxhash.xxh3_128_digest(attrs_json_text.encode() + b"\x00" + ewkb)
+def reproject(geoms, transformer: Transformer):
+    """Shapes (one or an array) with their x, y reprojected by ``transformer`` (always_xy)."""
+    return shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
 def _digests(attrs: pa.Array, ewkb: pa.Array) -> list[bytes | None]:
-    """``content_digest`` of each row (None where either part is null)."""
+    """Each row's content digest (16 bytes, XXH3-128) over its attributes as JSON text, a NUL,
+    and its geometry as EWKB, exactly as the import writes them (migration 0010); None where
+    either part is null. It tells a changed feature from an unchanged one; it is not a seal
+    against forgery."""
     message = pc.binary_join_element_wise(attrs.cast(pa.binary()), ewkb, pa.scalar(b"\x00", pa.binary()))
     digest = xxhash.xxh3_128_digest
     return [None if m is None else digest(m) for m in message.to_pylist()]
@@ -586,8 +589,8 @@ def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Tr
         return web
     values = web.to_pylist()
     others = np.flatnonzero(~simple)
-    moved = shapely.transform(shapes[others], lambda c: np.column_stack(to_web.transform(c[:, 0], c[:, 1])))
-    for i, value in zip(others, _ewkb_from_shapes(moved, geometry_type, 3857), strict=True):
+    for i, value in zip(others, _ewkb_from_shapes(reproject(shapes[others], to_web), geometry_type, 3857),
+                        strict=True):
         values[i] = value
     return pa.array(values, type=pa.binary())
 
@@ -619,8 +622,7 @@ def _check_geometries(wkb: np.ndarray, rows: np.ndarray, name, key_at, start, sh
         return np.empty(0, dtype=object), changed
     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
     if shape.transformer is not None:
-        t = shape.transformer
-        geoms = shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        geoms = reproject(geoms, shape.transformer)
         changed[:] = True
     missing = shapely.is_missing(geoms)
     empty = ~missing & shapely.is_empty(geoms)

@@ -1,6 +1,6 @@
 """Writing layers and their versions into the shared database.
 
-Features reach the database by PostgreSQL COPY (layerversions._stage_source; no row-by-row
+Features reach the database by PostgreSQL COPY (layerversions._copy_batches; no row-by-row
 INSERT). Each feature carries the range of versions in which it is valid ([valid_from,
 valid_to), NULL = still valid).
 """

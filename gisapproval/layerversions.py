@@ -1,9 +1,9 @@
 """Layer versions: publish an import, roll back, diff, query as of a version, find the impact.
 
 Use cases take a session and let the caller commit. A new version is written in one
-transaction, and the source is checked while it streams, batch by batch, through one COPY
-(CSV: key, attributes as JSON, hex EWKB, content digest) into the database; a worker thread
-sends one batch while the next is read and checked:
+transaction, and the source is checked while it streams, batch by batch, through one binary
+COPY (key, attributes as JSON, EWKB, content digest, web-mercator copies) into the database;
+a worker thread sends one batch while the next is read and checked:
 
 - a layer's first import goes straight into a new table, the layer's partition-to-be of
   layer_features (migration 0009); its indexes are built once, after loading, and the table
@@ -40,6 +40,7 @@ from .layerimport import (
     COPY_HEADER,
     COPY_TRAILER,
     ImportOptions,
+    STORED_COLUMNS,
     LiveDigests,
     LayerImportError,
     Problem,
@@ -118,6 +119,8 @@ def features_as_of(layer_id: int, number: int):
     return sa.and_(LayerFeature.layer_id == layer_id, LayerFeature.valid_from <= number,
                    sa.or_(LayerFeature.valid_to.is_(None), LayerFeature.valid_to > number))
 
+
+COLUMNS = ", ".join(STORED_COLUMNS)  # what an import writes for each feature
 
 # New or changed content of a layer, before it is compared with the live features.
 STAGING_DDL = """
@@ -235,7 +238,6 @@ def publish_layer_version(
     bulk = not has_partition(session, layer.id)
     known = None if bulk else _live_digests(session, layer)
     timings = {"prepare": time.perf_counter() - t0}  # checks, lock, checksum, the live features' digests
-    columns = "feature_key, attrs, geom, content_digest, centre_web, geom_web"
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
         if fmt == "zipped Shapefile":
@@ -244,11 +246,11 @@ def publish_layer_version(
         if bulk:  # the layer's first import: straight into its partition-to-be
             version = _new_version(session, actor, layer, name, checksum, note=None)
             table = _new_partition_table(session, layer)
-            loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {columns})", batches,
+            loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", batches,
                                    layer.id, version.number, freeze=True)
         else:
             _new_staging(session)
-            _copy_batches(session, f"layer_staging ({columns})", batches)
+            _copy_batches(session, f"layer_staging ({COLUMNS})", batches)
     timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
@@ -397,9 +399,8 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
         f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
         f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
     inserted = session.execute(sa.text(
-        f"INSERT INTO layer_features (layer_id, feature_key, valid_from, attrs, geom, content_digest, centre_web, "
-        f"geom_web, ident) SELECT :layer, s.feature_key, :v, s.attrs, s.geom, s.content_digest, s.centre_web, "
-        f"s.geom_web, {IDENT_SQL} FROM layer_staging s "
+        f"INSERT INTO layer_features (layer_id, valid_from, {COLUMNS}, ident) "
+        f"SELECT :layer, :v, {', '.join('s.' + c for c in STORED_COLUMNS)}, {IDENT_SQL} FROM layer_staging s "
         f"WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE {live} AND f.feature_key = s.feature_key)"),
         p).rowcount
     staged = total if total is not None else session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
@@ -503,8 +504,7 @@ def rollback_layer(session: Session, actor: User | None, layer_name: str, to_num
     _lock(session, layer)
     _new_staging(session)
     session.execute(sa.text(
-        "INSERT INTO layer_staging (feature_key, attrs, geom, content_digest, centre_web, geom_web) "
-        "SELECT feature_key, attrs, geom, content_digest, centre_web, geom_web FROM layer_features "
+        f"INSERT INTO layer_staging ({COLUMNS}) SELECT {COLUMNS} FROM layer_features "
         "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
         {"layer": layer.id, "n": to_number})
     _index_staging(session)

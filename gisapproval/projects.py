@@ -32,6 +32,7 @@ from .layerimport import (
     Problem,
     check_file,
     extract_shapefile,
+    reproject,
     resolve_crs,
 )
 from .layerstore import to_multi
@@ -254,8 +255,7 @@ def _to_storage(geoms: list, source_crs: CRS, settings: Settings) -> list:
             out.append(g)
             continue
         has_z = shapely.has_z(g)
-        out.append(shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])),
-                                     include_z=False) if not has_z else _transform_z(g, tr))
+        out.append(reproject(g, tr) if not has_z else _transform_z(g, tr))
     return out
 
 
