@@ -16,9 +16,7 @@ duplicate and removed keys.
 
 from __future__ import annotations
 
-import itertools
 import json
-import operator
 import stat
 import struct
 import zipfile
@@ -294,58 +292,74 @@ def _fix(geom, accepted: set[str]):
     return shapely.union_all(parts) if len(parts) > 1 else parts[0]
 
 
-def read_vector(
-    path: Path, name: str, spec: LayerSpec, srid: int, extent: tuple[float, float, float, float],
-    options: ImportOptions, report: SourceReport, batch_size: int = 20_000, known: LiveDigests | None = None,
-) -> Iterator[Batch]:
-    """Stream validated, normalised batches from a vector source; problems go to ``report``,
-    duplicate keys among them once the whole source is read. ``known``: the layer's live
-    features' digests by key (a re-import): the features found among them are counted in
-    ``report.unchanged`` and not yielded.
+class VectorSource:
+    """A vector source opened for reading: its layer chosen, its fields matched to the
+    catalogue's attributes, its CRS resolved and its transformers made (to the storage CRS, to
+    web mercator). A file-level problem (no CRS, missing attribute columns, unreadable file)
+    raises at once, on opening; ``batches()`` then streams it. Use it as a context manager."""
 
-    A file-level problem (no CRS, missing attribute columns, unreadable file) raises at once.
-    """
-    try:
-        layers = pyogrio.list_layers(path)
-    except Exception as exc:  # GDAL's errors come in many classes
-        raise InputError(f"cannot be read as a vector file: {exc}", where=name) from None
-    if len(layers) == 0:
-        raise InputError("the file holds no layer", where=name)
-    layer_name = None
-    if len(layers) > 1:
-        names = [str(n) for n, _ in layers]
-        wanted = spec.source_layer or spec.name
-        if wanted not in names:
-            raise InputError(f"the file holds several layers ({', '.join(names)}) and none is named {wanted!r}",
-                             where=name)
-        layer_name = wanted
-    try:
-        ctx = pyogrio.raw.open_arrow(path, layer=layer_name, use_pyarrow=True, batch_size=batch_size)
-        meta, reader = ctx.__enter__()
-    except Exception as exc:
-        raise InputError(f"cannot be read as a vector file: {exc}", where=name) from None
-    try:
-        fields = list(meta["fields"])
-        mapping = match_fields(spec.attributes, fields)
-        missing = [a for a in spec.attributes if a not in mapping]
-        if missing:
-            raise InputError(f"missing attribute field(s) {', '.join(missing)}; the file has "
-                             f"{', '.join(fields) or 'none'}", where=name)
-        src_crs = resolve_crs(meta.get("crs"), options.crs, name)
-        report.source_crs = src_crs.to_string()
-        target = CRS.from_epsg(srid)
-        transformer = None if src_crs.equals(target) else Transformer.from_crs(src_crs, target, always_xy=True)
-        geom_col = meta.get("geometry_name") or "wkb_geometry"
-        shape = _Shape(spec, srid, extent, transformer, options,
-                       Transformer.from_crs(target, CRS.from_epsg(3857), always_xy=True))
+    def __init__(self, path: Path, name: str, spec: LayerSpec, srid: int,
+                 extent: tuple[float, float, float, float], options: ImportOptions, report: SourceReport,
+                 batch_size: int = 20_000):
+        self.name, self.spec, self.report = name, spec, report
+        try:
+            layers = pyogrio.list_layers(path)
+        except Exception as exc:  # GDAL's errors come in many classes
+            raise InputError(f"cannot be read as a vector file: {exc}", where=name) from None
+        if len(layers) == 0:
+            raise InputError("the file holds no layer", where=name)
+        layer_name = None
+        if len(layers) > 1:
+            names = [str(n) for n, _ in layers]
+            wanted = spec.source_layer or spec.name
+            if wanted not in names:
+                raise InputError(f"the file holds several layers ({', '.join(names)}) and none is named "
+                                 f"{wanted!r}", where=name)
+            layer_name = wanted
+        try:
+            self._ctx = pyogrio.raw.open_arrow(path, layer=layer_name, use_pyarrow=True, batch_size=batch_size)
+            meta, self._reader = self._ctx.__enter__()
+        except Exception as exc:
+            raise InputError(f"cannot be read as a vector file: {exc}", where=name) from None
+        try:
+            fields = list(meta["fields"])
+            self.mapping = match_fields(spec.attributes, fields)
+            missing = [a for a in spec.attributes if a not in self.mapping]
+            if missing:
+                raise InputError(f"missing attribute field(s) {', '.join(missing)}; the file has "
+                                 f"{', '.join(fields) or 'none'}", where=name)
+            src_crs = resolve_crs(meta.get("crs"), options.crs, name)
+            report.source_crs = src_crs.to_string()
+            target = CRS.from_epsg(srid)
+            transformer = None if src_crs.equals(target) else Transformer.from_crs(src_crs, target, always_xy=True)
+            self.geom_col = meta.get("geometry_name") or "wkb_geometry"
+            self.shape = _Shape(spec, srid, extent, transformer, options,
+                                Transformer.from_crs(target, CRS.from_epsg(3857), always_xy=True))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._ctx.__exit__(None, None, None)
+
+    def __enter__(self) -> VectorSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def batches(self, known: LiveDigests | None = None) -> Iterator[Batch]:
+        """Validated, normalised batches; problems go to the report, duplicate keys among them
+        once the whole source is read. ``known``: the layer's live features' digests (a
+        re-import): the features found among them are counted in ``report.unchanged`` and not
+        yielded."""
         position = 0
-        for rb in reader:
-            yield _batch(rb, mapping, geom_col, position, name, spec, shape, report, known)
+        for rb in self._reader:
+            yield _batch(rb, self.mapping, self.geom_col, position, self.name, self.spec, self.shape, self.report,
+                         known)
             position += rb.num_rows
-        report.features = position
-    finally:
-        ctx.__exit__(None, None, None)
-    _report_duplicates(report, spec, name)
+        self.report.features = position
+        _report_duplicates(self.report, self.spec, self.name)
 
 
 def _report_duplicates(report: SourceReport, spec: LayerSpec, name: str, limit: int = 50) -> None:
@@ -416,65 +430,86 @@ def reproject(geoms, transformer: Transformer):
     return shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
-def _digests(attrs: pa.Array, ewkb: pa.Array) -> list[bytes | None]:
-    """Each row's content digest (16 bytes, XXH3-128) over its attributes as JSON text, a NUL,
-    and its geometry as EWKB, exactly as the import writes them (migration 0010); None where
-    either part is null. It tells a changed feature from an unchanged one; it is not a seal
-    against forgery."""
-    message = pc.binary_join_element_wise(attrs.cast(pa.binary()), ewkb, pa.scalar(b"\x00", pa.binary()))
-    digest = xxhash.xxh3_128_digest
-    return [None if m is None else digest(m) for m in message.to_pylist()]
+_NUL = pa.scalar(b"\x00", pa.binary())
 
 
-def _key_hashes(keys: list[str]) -> np.ndarray:
-    return np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, keys)), dtype=np.uint64, count=len(keys))
+def _digests(*parts) -> np.ndarray:
+    """Each row's content digest (XXH3-128) over ``parts`` joined: its attributes as JSON text,
+    a NUL, and its geometry as EWKB, exactly as the import writes them (migration 0010); as an
+    (n, 2) uint64 array of the digest's 16 bytes, zeros where a part is null ("not known"). It
+    tells a changed feature from an unchanged one; it is not a seal against forgery."""
+    message = pc.binary_join_element_wise(*(p.cast(pa.binary()) for p in parts), pa.scalar(b"", pa.binary()))
+    if not message.null_count:
+        blob = b"".join(map(xxhash.xxh3_128_digest, message.to_pylist()))
+        return np.frombuffer(blob, dtype="<u8").reshape(-1, 2).copy()
+    out = np.zeros((len(message), 2), dtype="<u8")
+    known = message.is_valid().to_numpy(zero_copy_only=False)
+    if known.any():
+        blob = b"".join(map(xxhash.xxh3_128_digest, message.filter(pa.array(known)).to_pylist()))
+        out[known] = np.frombuffer(blob, dtype="<u8").reshape(-1, 2)
+    return out
 
 
-def _digest_array(digests: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Digests as an (n, 2) uint64 array, and which of them are known (not None)."""
-    present = np.fromiter(map(operator.is_not, digests, itertools.repeat(None)), dtype=bool, count=len(digests))
-    blob = b"".join(d if d is not None else bytes(16) for d in digests)
-    return np.frombuffer(blob, dtype="<u8").reshape(-1, 2), present
+def digest_column(digests: np.ndarray) -> pa.Array:
+    """Digests as written to the uuid column content_digest: 16 bytes each, null where not known."""
+    fixed = pa.array(np.ascontiguousarray(digests).view("S16").ravel(), type=pa.binary(16))
+    return pc.if_else(pa.array(digests.any(axis=1)), fixed, pa.scalar(None, pa.binary(16))).cast(pa.binary())
 
 
 class LiveDigests:
-    """The live features of a layer, compactly: their keys (Arrow), and each key's 64-bit hash,
-    sorted, beside its content digest — about 40 bytes a feature, so a city's cadastre fits in
-    a few megabytes. Built from (key, digest or None) rows, chunk by chunk."""
+    """The live features of a layer, compactly: their keys (Arrow) and content digests (an
+    (n, 2) uint64 array, zeros where not known) sorted, with the order that sorts them — about
+    45 bytes a feature, so a city's cadastre fits in a few megabytes.
 
-    def __init__(self, chunks):
-        keys, hashes, digests, present = [], [], [], []
-        for rows in chunks:
-            k = [r[0] for r in rows]
-            d, p = _digest_array([None if r[1] is None else bytes(r[1]) for r in rows])
-            keys.append(pa.array(k, type=pa.string()))
-            hashes.append(_key_hashes(k))
-            digests.append(d)
-            present.append(p)
-        self.keys = pa.chunked_array(keys, type=pa.string())
-        h = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-        order = np.argsort(h, kind="stable")
-        self.hashes = h[order]
-        self.digests = (np.concatenate(digests) if digests else np.empty((0, 2), dtype="<u8"))[order]
-        self.present = (np.concatenate(present) if present else np.empty(0, dtype=bool))[order]
+    A feature's digest covers its key (the key is one of its attributes), so a source feature
+    whose digest is among them is that very feature as the layer holds it: it is found by its
+    digest alone, and no key is hashed or looked up. ``seen`` marks the live features the
+    source has shown as they are; only the others can have been removed."""
+
+    def __init__(self, keys: pa.Array, digests: np.ndarray):
+        self.keys = keys  # as given; ``order`` maps the digests' order to it
+        self.order = np.argsort(digests[:, 0], kind="stable")
+        self.digests = digests[self.order]
+        self.seen = np.zeros(len(keys), dtype=bool)
+
+    @classmethod
+    def from_aggregates(cls, rows) -> LiveDigests:
+        """From rows of (the keys run together as text, each key's length in bytes as a
+        big-endian int4, each key's digest as 16 bytes or 16 zeros), as the database
+        aggregates them from layer_features (gisapproval.layerversions)."""
+        keys, digests = [], []
+        for text, lengths, blob in rows:
+            size = np.frombuffer(lengths, dtype=">i4")
+            offsets = np.zeros(len(size) + 1, dtype=np.int32)
+            np.cumsum(size, out=offsets[1:])
+            keys.append(pa.StringArray.from_buffers(len(size), pa.py_buffer(offsets), pa.py_buffer(text.encode())))
+            digests.append(np.frombuffer(blob, dtype="<u8").reshape(-1, 2))
+        return cls(pa.chunked_array(keys, type=pa.string()).combine_chunks(),
+                   np.concatenate(digests) if digests else np.empty((0, 2), dtype="<u8"))
 
     def __len__(self) -> int:
-        return len(self.hashes)
+        return len(self.keys)
 
-    def unchanged(self, keys: pa.Array, digests: list[bytes | None]) -> np.ndarray:
-        """Which rows are a live feature as it is: same key, same digest. (Two keys may share a
-        hash: a feature's digest covers its key, so the digests then differ and the row is
-        compared in the database instead.)"""
+    def find(self, digests: np.ndarray) -> np.ndarray:
+        """Each row's position among the live features with its (known) digest, else -1. Looked
+        up by the digest's first 64 bits; should two live digests share them, a row matching
+        the second is not found here and is compared in the database instead."""
         if not len(self) or not len(digests):
-            return np.zeros(len(digests), dtype=bool)
-        h = _key_hashes(keys.to_pylist())
-        at = np.minimum(np.searchsorted(self.hashes, h), len(self) - 1)
-        d, p = _digest_array(digests)
-        return (self.hashes[at] == h) & self.present[at] & p & (self.digests[at] == d).all(axis=1)
+            return np.full(len(digests), -1)
+        at = np.minimum(np.searchsorted(self.digests[:, 0], digests[:, 0]), len(self) - 1)
+        found = self.digests[at]
+        return np.where(found.any(axis=1) & (found == digests).all(axis=1), at, -1)
 
-    def removed(self, seen: pa.ChunkedArray) -> list[str]:
-        """The live keys a source no longer holds."""
-        return pc.filter(self.keys, pc.invert(pc.is_in(self.keys, value_set=seen))).to_pylist()
+    def removed(self, source_keys: pa.ChunkedArray) -> list[str]:
+        """The live keys a source no longer holds: of the live features it did not show as they
+        are (``seen``), those whose key it lacks."""
+        others = self.keys.take(pa.array(self.order[~self.seen], type=pa.int64()))
+        if not len(others) or not len(source_keys):
+            return others.to_pylist()
+        held = np.zeros(len(others), dtype=bool)
+        at = pc.index_in(source_keys, value_set=others).combine_chunks().drop_null()
+        held[at.to_numpy(zero_copy_only=False).astype(np.int64)] = True
+        return others.filter(pa.array(~held)).to_pylist()
 
 
 def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
@@ -519,40 +554,48 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
     raw = rb.column(geom_col)
     if not pa.types.is_binary(raw.type):
         raw = raw.cast(pa.binary())
+    unchanged = np.zeros(n, dtype=bool)
+    if known and shape.transformer is None:  # a live feature as it is needs no second check
+        head, prefix = _ewkb_heads(spec.geometry_type, shape.srid)
+        at = known.find(_digests(attrs, pa.scalar(b"\x00" + prefix.as_py(), pa.binary()),
+                                 pc.binary_slice(raw, 5, _TO_END)))
+        unchanged = good & _stored_as_is(raw, head) & (at >= 0)
+        known.seen[at[unchanged]] = True
+    todo = np.flatnonzero(~unchanged)
+    raw = raw.take(pa.array(todo, type=pa.int64())) if len(todo) < n else raw
     # the stored EWKB straight from the source's WKB where its header allows (untouched shapes)
     if shape.transformer is None:
         ewkb, as_stored = _ewkb_from_source(raw, spec.geometry_type, shape.srid)
     else:
-        ewkb, as_stored = pa.nulls(n, pa.binary()), np.zeros(n, dtype=bool)
-    unchanged = np.zeros(n, dtype=bool)
-    if known:  # a live feature as it is needs no second check
-        unchanged = good & as_stored & known.unchanged(keys, _digests(attrs, ewkb))
-    todo = np.flatnonzero(~unchanged)
-    shapes, changed = _check_geometries(raw.take(pa.array(todo, type=pa.int64())).to_numpy(zero_copy_only=False),
-                                        todo, name, key_at, start, shape, report, good)
+        ewkb, as_stored = pa.nulls(len(todo), pa.binary()), np.zeros(len(todo), dtype=bool)
+    shapes, changed = _check_geometries(raw.to_numpy(zero_copy_only=False), todo, name, key_at, start, shape,
+                                        report, good)
     # written from the checked shape: reprojected, repaired, or not in the layer's form in the source
-    anew = good[todo] & (changed | ~as_stored[todo])
+    anew = good[todo] & (changed | ~as_stored)
     if anew.any():
         values = ewkb.to_pylist()
-        for i, value in zip(todo[anew], _ewkb_from_shapes(shapes[anew], spec.geometry_type, shape.srid),
+        for j, value in zip(np.flatnonzero(anew), _ewkb_from_shapes(shapes[anew], spec.geometry_type, shape.srid),
                             strict=True):
-            values[i] = value
+            values[j] = value
         ewkb = pa.array(values, type=pa.binary())
     rows = np.flatnonzero(good & ~unchanged)  # all among ``todo``
+    at = np.searchsorted(todo, rows)
     take = pa.array(rows, type=pa.int64())
-    out = {"feature_key": keys.take(take), "attrs": attrs.take(take), "geom": ewkb.take(take)}
-    out_shapes = shapes[np.searchsorted(todo, rows)]
-    digests = _digests(out["attrs"], out["geom"])
+    out = {"feature_key": keys.take(take), "attrs": attrs.take(take), "geom": ewkb.take(pa.array(at, type=pa.int64()))}
+    out_shapes = shapes[at]
+    digests = _digests(out["attrs"], _NUL, out["geom"])
     if known:  # reprojected or rewritten features can still be the live ones
-        same = known.unchanged(out["feature_key"], digests)
+        at = known.find(digests)
+        same = at >= 0
+        known.seen[at[same]] = True
         if same.any():
             keep = pa.array(~same)
             out = {k: pc.filter(v, keep) for k, v in out.items()}
-            out_shapes, digests = out_shapes[~same], [d for d, s in zip(digests, same) if not s]
+            out_shapes, digests = out_shapes[~same], digests[~same]
             unchanged[rows[same]] = True
     report.keys.append(pc.filter(keys, pa.array(good)))
     report.unchanged += int(np.count_nonzero(unchanged))
-    return Batch(pa.table({**out, "content_digest": pa.array(digests, type=pa.binary()),
+    return Batch(pa.table({**out, "content_digest": digest_column(digests),
                            "centre_web": _centres_web(out_shapes, shape.to_web),
                            "geom_web": _web_ewkb(out["geom"], out_shapes, spec.geometry_type, shape.to_web)}))
 
@@ -674,42 +717,67 @@ def _check_geometries(wkb: np.ndarray, rows: np.ndarray, name, key_at, start, sh
     return geoms, changed
 
 
+def _utf8_bytes(col: pa.Array) -> np.ndarray:
+    """The bytes of a string array's values, run together (no copy)."""
+    if not len(col) or col.buffers()[2] is None:
+        return np.empty(0, dtype=np.uint8)
+    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col) + 1]
+    return np.frombuffer(col.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
 def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
-    """Each row's attributes as one JSON object (text), in catalogue order, built column-wise.
+    """Each row's attributes as one JSON object (text), in catalogue order, built column-wise
+    in one join: the names and quotes are the literal text between the columns' values.
     Numbers are written as Arrow writes a double (shortest round-trip form), which jsonb reads
     as the same number jsonb_build_object makes of the double."""
-    parts: list = []
+    parts: list = ["{"]
     for i, (name, typ) in enumerate(types.items()):
         col = columns[name]
+        parts[-1] += ("," if i else "") + json.dumps(name, ensure_ascii=False) + ":"
         if typ == "str":
-            if not pc.any(pc.match_substring_regex(col, r'["\\\x00-\x1f]')).as_py():  # nothing JSON escapes
-                value = pc.binary_join_element_wise('"', col, '"', "")
-            elif pc.any(pc.match_substring_regex(col, r"[\x00-\x1f]")).as_py():  # control characters
-                value = pa.array([json.dumps(v, ensure_ascii=False) for v in col.to_pylist()], type=pa.string())
-            else:
-                escaped = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
-                value = pc.binary_join_element_wise('"', escaped, '"', "")
+            text = _utf8_bytes(col)
+            if (text < 0x20).any():  # control characters: as json writes them, quotes and all
+                parts += [pa.array([json.dumps(v, ensure_ascii=False) for v in col.to_pylist()], type=pa.string()),
+                          ""]
+                continue
+            if ((text == 0x22) | (text == 0x5C)).any():  # quotes and backslashes
+                col = pc.replace_substring(pc.replace_substring(col, "\\", "\\\\"), '"', '\\"')
+            parts[-1] += '"'
+            parts += [col, '"']
         else:  # whole or finite numbers, checked above
-            value = col.cast(pa.string())
-        parts += [("{" if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":", value]
-    return pc.binary_join_element_wise(*parts, "}", "")
+            parts += [col.cast(pa.string()), ""]
+    parts[-1] += "}"
+    return pc.binary_join_element_wise(*parts, "")
 
 
 WKB_TYPE_CODES = {"Point": 1, "LineString": 2, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
+
+
+_TO_END = 2**31 - 1  # binary_slice's stop for "to the end" (without one it fails on nulls)
+
+
+def _ewkb_heads(geometry_type: str, srid: int) -> tuple[pa.Scalar, pa.Scalar]:
+    """The first 5 bytes of a source WKB that can be stored as it is (little-endian, 2D, of the
+    layer's type), and the 9 bytes that replace them in the stored EWKB (with the SRID)."""
+    code = WKB_TYPE_CODES[geometry_type]
+    return (pa.scalar(b"\x01" + struct.pack("<I", code), pa.binary()),
+            pa.scalar(b"\x01" + struct.pack("<II", code | 0x20000000, srid), pa.binary()))
 
 
 def _ewkb_from_source(raw: pa.Array, geometry_type: str, srid: int) -> tuple[pa.Array, np.ndarray]:
     """The stored EWKB of each source WKB that is already little-endian, 2D and of the layer's
     type (only its header is rewritten, to carry the SRID; null for the others), and which
     rows those are."""
-    code = WKB_TYPE_CODES[geometry_type]
-    head = pa.scalar(b"\x01" + struct.pack("<I", code), pa.binary())
-    prefix = pa.scalar(b"\x01" + struct.pack("<II", code | 0x20000000, srid), pa.binary())
-    fits = pc.fill_null(pc.equal(pc.binary_slice(raw, 0, 5), head), False)
-    ewkb = pc.if_else(fits, pc.binary_join_element_wise(prefix, pc.binary_slice(raw, 5, 2**31 - 1),
-                                                                pa.scalar(b"", pa.binary())),
+    head, prefix = _ewkb_heads(geometry_type, srid)
+    fits = _stored_as_is(raw, head)
+    ewkb = pc.if_else(pa.array(fits), pc.binary_join_element_wise(prefix, pc.binary_slice(raw, 5, _TO_END), pa.scalar(b"", pa.binary())),
                       pa.scalar(None, pa.binary()))
-    return ewkb, fits.to_numpy(zero_copy_only=False)
+    return ewkb, fits
+
+
+def _stored_as_is(raw: pa.Array, head: pa.Scalar) -> np.ndarray:
+    """Which source WKB begin with ``head`` (``_ewkb_heads``): stored with only their header rewritten."""
+    return pc.fill_null(pc.equal(pc.binary_slice(raw, 0, 5), head), False).to_numpy(zero_copy_only=False)
 
 
 def _ewkb_from_shapes(shapes: np.ndarray, geometry_type: str, srid: int) -> list[bytes]:

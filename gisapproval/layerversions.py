@@ -21,6 +21,7 @@ Until the caller commits, every other session keeps seeing the previous version.
 from __future__ import annotations
 
 import queue
+from concurrent.futures import Future
 import shutil
 import tempfile
 import threading
@@ -47,7 +48,7 @@ from .layerimport import (
     SourceReport,
     check_file,
     extract_shapefile,
-    read_vector,
+    VectorSource,
 )
 from .layerstore import file_sha256, store_raster
 from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User
@@ -202,13 +203,38 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
         return cur.rowcount
 
 
-def _live_digests(session: Session, layer: Layer) -> LiveDigests:
-    """The layer's live features' content digests, fetched in chunks through a server-side cursor."""
-    conn = session.connection().connection.driver_connection
-    with conn.cursor(name="gisapproval_live_digests", binary=True) as cur:
-        cur.execute("SELECT feature_key, uuid_send(content_digest) FROM layer_features "
-                    "WHERE layer_id = %s AND valid_to IS NULL", (layer.id,))
-        return LiveDigests(iter(lambda: cur.fetchmany(50_000), []))
+# The live features' keys and digests, aggregated by the database into a few long values (a
+# row per group of at most a million ids) rather than sent as a row each: keys run together,
+# each key's length in bytes, each digest's 16 bytes (zeros where not known).
+LIVE_DIGESTS = """
+SELECT string_agg(feature_key, ''), string_agg(int4send(octet_length(feature_key)), ''::bytea),
+       string_agg(coalesce(uuid_send(content_digest), '\\x00000000000000000000000000000000'::bytea), ''::bytea)
+FROM layer_features WHERE layer_id = %s AND valid_to IS NULL
+GROUP BY id / 1000000
+"""
+
+
+def _live_digests(conn, layer_id: int) -> LiveDigests:
+    """The layer's live features' keys and content digests (``LIVE_DIGESTS``), through the
+    session's own connection (psycopg)."""
+    with conn.cursor(binary=True) as cur:
+        cur.execute(LIVE_DIGESTS, (layer_id,))
+        return LiveDigests.from_aggregates(cur)
+
+
+def _in_thread(work, *args) -> Future:
+    """``work(*args)`` in a worker thread: for what waits on the database or on native code
+    (hashing, PROJ, GDAL) while this thread goes on."""
+    done = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(work(*args))
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="gisapproval-import-helper", daemon=True).start()
+    return done
 
 
 def publish_layer_version(
@@ -230,27 +256,39 @@ def publish_layer_version(
     spec = default_catalogue()[layer.name]
     fmt = check_file(source, name, spec.kind, options.limits)
     _lock(session, layer)
-    checksum = file_sha256(source)
     if spec.kind == "raster":
-        return _publish_raster(session, settings, actor, layer, source, name, checksum, options, t0)
+        return _publish_raster(session, settings, actor, layer, source, name, file_sha256(source), options, t0)
     jur = settings.jurisdiction
     report = SourceReport()
     bulk = not has_partition(session, layer.id)
-    known = None if bulk else _live_digests(session, layer)
-    timings = {"prepare": time.perf_counter() - t0}  # checks, lock, checksum, the live features' digests
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
-        batches = read_vector(path, name, spec, jur.srid, jur.extent, options, report, known=known)
-        if bulk:  # the layer's first import: straight into its partition-to-be
-            version = _new_version(session, actor, layer, name, checksum, note=None)
-            table = _new_partition_table(session, layer)
-            loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", batches,
-                                   layer.id, version.number, freeze=True)
-        else:
-            _new_staging(session)
-            _copy_batches(session, f"layer_staging ({COLUMNS})", batches)
+        # while the file is opened (its CRS resolved, its transformers made), another thread sums
+        # it and the database gathers the live features' digests on the session's connection,
+        # which nothing else uses until they have come
+        summing = _in_thread(file_sha256, source)
+        fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
+                                             layer.id)
+        try:
+            vector = VectorSource(path, name, spec, jur.srid, jur.extent, options, report)
+        except BaseException:
+            if fetch is not None:
+                fetch.exception()  # the session is free again once it is done
+            raise
+        with vector:
+            known = fetch.result() if fetch is not None else None
+            checksum = summing.result()
+            timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum, live digests
+            if bulk:  # the layer's first import: straight into its partition-to-be
+                version = _new_version(session, actor, layer, name, checksum, note=None)
+                table = _new_partition_table(session, layer)
+                loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", vector.batches(),
+                                       layer.id, version.number, freeze=True)
+            else:
+                _new_staging(session)
+                _copy_batches(session, f"layer_staging ({COLUMNS})", vector.batches(known))
     timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])

@@ -412,3 +412,21 @@ def test_affected_projects_are_rechecked_when_the_version_commits(session, setti
     runs = session.scalars(sa.select(CheckRun).where(CheckRun.id.in_(report.recheck_run_ids))).all()
     assert project_id in {r.project_id for r in runs}
     assert {r.purpose for r in runs} == {"recheck"} and all(r.trigger_version_id == report.version_id for r in runs)
+
+
+@pytest.mark.parametrize("values", [
+    ["plain", "中文", "x"],  # nothing to escape
+    ['say "hi"', "back\\slash", 'both \\"'],  # quotes and backslashes only
+    ["tab\there", "new\nline", 'mixed "\x01'],  # control characters
+])
+def test_attributes_json_is_the_json_of_each_row(values):
+    """attrs_json builds every row's object column-wise; each row must read back as the row."""
+    import json
+
+    import pyarrow as pa
+
+    from gisapproval.layerimport import attrs_json
+
+    columns = {"name": pa.array(values), "area": pa.array([1.5, 1e20, 1 / 3])}
+    rows = attrs_json(columns, {"name": "str", "area": "float"}).to_pylist()
+    assert [json.loads(r) for r in rows] == [{"name": v, "area": a} for v, a in zip(values, [1.5, 1e20, 1 / 3])]

@@ -334,19 +334,58 @@ def test_a_reprojected_source_is_found_unchanged_when_it_is(fresh_engine, settin
             s.rollback()
 
 
-def test_keys_sharing_a_hash_are_still_told_apart(fresh_engine, settings, tmp_path, monkeypatch):
-    """The live digests are looked up by a 64-bit hash of the key. Were every key's hash the same,
-    a re-import would send every feature to the database, which still finds them unchanged."""
-    import numpy as np
-
-    from gisapproval import layerimport
-
+def test_a_reimport_counts_what_was_added_changed_removed_and_kept(fresh_engine, settings, tmp_path):
     with Session(fresh_engine) as s:
         try:
             layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
             _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
             first = _live(s, layer.id)
-            monkeypatch.setattr(layerimport, "_key_hashes", lambda keys: np.zeros(len(keys), dtype=np.uint64))
+            frame = hazards(["H1", "H2", "H3", "H4"]).drop(index=1)  # H2 removed, H4 added
+            frame.loc[0, "risk_level"] = "high"  # H1 changed
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 1)
+            now = _live(s, layer.id)
+            assert set(now) == {"H1", "H3", "H4"} and now["H3"] == first["H3"] and now["H1"] != first["H1"]
+        finally:
+            s.rollback()
+
+
+def test_a_key_given_another_features_content_is_a_change(fresh_engine, settings, tmp_path):
+    """A feature is found unchanged by its digest alone, which covers its key: two features
+    trading their shapes are two changes, not two features the layer holds already."""
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            again = _import(s, settings, hazards(["H2", "H1", "H3"]), tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 2, 0, 1)
+            assert _live(s, layer.id)["H3"] == first["H3"]
+        finally:
+            s.rollback()
+
+
+def test_digests_sharing_their_first_half_are_still_told_apart(fresh_engine, settings, tmp_path, monkeypatch):
+    """Live digests are looked up by their first 64 bits. Were those the same for every
+    feature, a re-import would send the features to the database, which still finds them
+    unchanged, and the one change."""
+    from gisapproval import layerimport
+
+    digests = layerimport._digests
+
+    def first_half_alike(*parts):
+        out = digests(*parts)
+        out[out.any(axis=1), 0] = 7
+        return out
+
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            monkeypatch.setattr(layerimport, "_digests", first_half_alike)
+            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            assert len({d for _, d in first.values()}) == 3 and {d[:8] for _, d in first.values()} == {
+                (7).to_bytes(8, "little")}
             frame = hazards(["H1", "H2", "H3"])
             frame.loc[2, "risk_level"] = "high"
             again = _import(s, settings, frame, tmp_path / "b.gpkg")
