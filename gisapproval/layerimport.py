@@ -8,10 +8,10 @@ key, attributes as JSON, geometry as EWKB, content digest and web-mercator copie
 reads in its binary format. Every problem is reported with the feature's key (or its position)
 and the field; nothing is written while any problem remains.
 
-A re-import is given the live features' digests (``LiveDigests``): a source feature whose key
-and digest match one of them is the very feature the layer holds, so its geometry is not
-parsed and checked again and it is not sent to the database; only its key is kept, to find
-duplicate and removed keys.
+A re-import is given the live features' digests (``LiveDigests``): a source feature whose
+digest is one of them (a digest covers the key) is the very feature the layer holds, so its
+geometry is not parsed and checked again and it is not sent to the database. Duplicate and
+removed keys are then looked for among the other features and the live features not seen.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import json
 import stat
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,15 +140,13 @@ class SourceReport:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     source_crs: str | None = None
+    valid: int = 0  # valid features
     unchanged: int = 0  # valid features the layer already holds as they are (a re-import)
-    keys: list[pa.Array] = field(default_factory=list)  # the keys of every valid feature, batch by batch
+    # the keys of the valid features that are not a live feature as it is (all of them on a
+    # first import), batch by batch: where duplicate and removed keys can hide
+    keys: list[pa.Array] = field(default_factory=list)
 
-    @property
-    def valid(self) -> int:
-        """How many valid features the source holds."""
-        return sum(len(k) for k in self.keys)
-
-    def valid_keys(self) -> pa.ChunkedArray:
+    def other_keys(self) -> pa.ChunkedArray:
         return pa.chunked_array(self.keys, type=pa.string())
 
     def problem(self, where: str, message: str, feature: str | None = None, field: str | None = None) -> None:
@@ -348,30 +348,43 @@ class VectorSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def batches(self, known: LiveDigests | None = None) -> Iterator[Batch]:
+    def batches(self, known: LiveDigests | Future | None = None, lookahead: int = 3) -> Iterator[Batch]:
         """Validated, normalised batches; problems go to the report, duplicate keys among them
         once the whole source is read. ``known``: the layer's live features' digests (a
         re-import): the features found among them are counted in ``report.unchanged`` and not
-        yielded."""
-        position = 0
+        yielded. While they are still coming (a Future), up to ``lookahead`` batches are read
+        and their attributes checked and digested."""
+        reimport, pending, position = known is not None, deque(), 0
         for rb in self._reader:
-            yield _batch(rb, self.mapping, self.geom_col, position, self.name, self.spec, self.shape, self.report,
-                         known)
+            pending.append(_read_batch(rb, self.mapping, self.geom_col, position, self.name, self.spec, self.shape,
+                                       self.report, reimport))
             position += rb.num_rows
+            if isinstance(known, Future):
+                if not known.done() and len(pending) < lookahead:
+                    continue
+                known = known.result()
+            while pending:
+                yield _finish_batch(pending.popleft(), self.name, self.spec, self.shape, self.report, known)
+        known = known.result() if isinstance(known, Future) else known
+        while pending:
+            yield _finish_batch(pending.popleft(), self.name, self.spec, self.shape, self.report, known)
         self.report.features = position
-        _report_duplicates(self.report, self.spec, self.name)
+        _report_duplicates(self.report, self.spec, self.name, known)
 
 
-def _report_duplicates(report: SourceReport, spec: LayerSpec, name: str, limit: int = 50) -> None:
-    counts = pc.value_counts(report.valid_keys())
-    repeated = pc.filter(counts, pc.greater(counts.field("counts"), 1))
-    if not len(repeated):
-        return
-    order = pc.sort_indices(repeated.field("values"))
-    for row in pc.take(repeated, order)[:limit].to_pylist():
-        key, n = row["values"], row["counts"]
-        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {n} times; keys must be unique",
-                       key, spec.feature_key)
+def _report_duplicates(report: SourceReport, spec: LayerSpec, name: str, known: LiveDigests | None,
+                       limit: int = 50) -> None:
+    """Keys the source holds more than once: among the features that are not a live feature as
+    it is, and, on a re-import, live features the source holds as they are and again (as they
+    are, or otherwise). Counting only those keeps a re-import from counting every key."""
+    counts = pc.value_counts(report.other_keys())
+    values, n = counts.field("values"), counts.field("counts").to_numpy(zero_copy_only=False)
+    repeated = dict(zip(values.filter(pa.array(n > 1)).to_pylist(), n[n > 1].tolist(), strict=True))
+    if known is not None and len(known):
+        repeated.update(known.repeated(values, n))
+    for key in sorted(repeated)[:limit]:
+        report.problem(f"{name}: feature {key!r}", f"key {spec.feature_key!r} appears {repeated[key]} times; keys "
+                       "must be unique", key, spec.feature_key)
 
 
 def match_fields(attributes, fields: list[str]) -> dict[str, str]:
@@ -463,14 +476,16 @@ class LiveDigests:
 
     A feature's digest covers its key (the key is one of its attributes), so a source feature
     whose digest is among them is that very feature as the layer holds it: it is found by its
-    digest alone, and no key is hashed or looked up. ``seen`` marks the live features the
-    source has shown as they are; only the others can have been removed."""
+    digest alone, and no key is hashed or looked up. ``seen`` counts how often the source
+    holds each live feature as it is: only the others can have been removed, and a count over
+    one is a repeated key."""
 
     def __init__(self, keys: pa.Array, digests: np.ndarray):
         self.keys = keys  # as given; ``order`` maps the digests' order to it
         self.order = np.argsort(digests[:, 0], kind="stable")
         self.digests = digests[self.order]
-        self.seen = np.zeros(len(keys), dtype=bool)
+        self.first_halves = np.ascontiguousarray(self.digests[:, 0])  # what ``find`` searches
+        self.seen = np.zeros(len(keys), dtype=np.int32)  # by digest: how often the source held it as it is
 
     @classmethod
     def from_aggregates(cls, rows) -> LiveDigests:
@@ -496,24 +511,56 @@ class LiveDigests:
         the second is not found here and is compared in the database instead."""
         if not len(self) or not len(digests):
             return np.full(len(digests), -1)
-        at = np.minimum(np.searchsorted(self.digests[:, 0], digests[:, 0]), len(self) - 1)
+        at = np.minimum(np.searchsorted(self.first_halves, digests[:, 0]), len(self) - 1)
         found = self.digests[at]
         return np.where(found.any(axis=1) & (found == digests).all(axis=1), at, -1)
 
-    def removed(self, source_keys: pa.ChunkedArray) -> list[str]:
-        """The live keys a source no longer holds: of the live features it did not show as they
-        are (``seen``), those whose key it lacks."""
-        others = self.keys.take(pa.array(self.order[~self.seen], type=pa.int64()))
-        if not len(others) or not len(source_keys):
-            return others.to_pylist()
-        held = np.zeros(len(others), dtype=bool)
-        at = pc.index_in(source_keys, value_set=others).combine_chunks().drop_null()
+    def saw(self, at: np.ndarray) -> None:
+        """Note that source features were the live features at these positions (``find``), as they are."""
+        if len(at):
+            self.seen += np.bincount(at, minlength=len(self.seen)).astype(np.int32)
+
+    def removed(self, other_keys: pa.ChunkedArray) -> list[str]:
+        """The live keys a source no longer holds: of the live features it did not hold as they
+        are, those whose key is none of its other features' keys (``other_keys``)."""
+        unseen = self.keys.take(pa.array(self.order[self.seen == 0], type=pa.int64()))
+        if not len(unseen) or not len(other_keys):
+            return unseen.to_pylist()
+        held = np.zeros(len(unseen), dtype=bool)
+        at = pc.index_in(other_keys, value_set=unseen).combine_chunks().drop_null()
         held[at.to_numpy(zero_copy_only=False).astype(np.int64)] = True
-        return others.filter(pa.array(~held)).to_pylist()
+        return unseen.filter(pa.array(~held)).to_pylist()
+
+    def repeated(self, other_keys: pa.Array, other_counts: np.ndarray) -> dict[str, int]:
+        """Keys of live features the source held as they are more than once, or as they are and
+        also otherwise (``other_keys``, distinct, held ``other_counts`` times): key -> times."""
+        seen = np.empty_like(self.seen)
+        seen[self.order] = self.seen  # in the keys' order
+        also = pc.fill_null(pc.index_in(self.keys, value_set=other_keys), -1).to_numpy().astype(np.int64)
+        times = seen + np.where(also >= 0, np.append(other_counts, 0)[also], 0)
+        twice = np.flatnonzero((seen > 0) & (times > 1))
+        return dict(zip(self.keys.take(pa.array(twice, type=pa.int64())).to_pylist(), times[twice].tolist(),
+                        strict=True))
 
 
-def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
-           known: LiveDigests | None) -> Batch:
+@dataclass
+class _Read:
+    """A batch read, its attributes checked and, on a re-import, its rows' digests computed as
+    they would be stored if their shapes are (the half of a batch's work that needs no live
+    digests)."""
+
+    start: int
+    good: np.ndarray
+    keys: pa.Array
+    attrs: pa.Array
+    raw: pa.Array
+    key_at: Callable[[int], str]
+    digests: np.ndarray | None = None
+    as_is: np.ndarray | None = None  # which source WKB are stored with only their header rewritten
+
+
+def _read_batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: SourceReport,
+                reimport: bool) -> _Read:
     n = rb.num_rows
     good = np.ones(n, dtype=bool)
     raw_keys = rb.column(mapping[spec.feature_key])
@@ -549,18 +596,27 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
                                f"value {value!r} is not one of {', '.join(map(str, allowed))}", key_at(i), attr)
                 good[i] = False
         columns[attr] = fast
-    keys = columns[spec.feature_key].cast(pa.string())
-    attrs = attrs_json(columns, spec.attributes)  # null where a value was bad
     raw = rb.column(geom_col)
     if not pa.types.is_binary(raw.type):
         raw = raw.cast(pa.binary())
-    unchanged = np.zeros(n, dtype=bool)
-    if known and shape.transformer is None:  # a live feature as it is needs no second check
+    read = _Read(start, good, columns[spec.feature_key].cast(pa.string()),
+                 attrs_json(columns, spec.attributes), raw, key_at)  # attrs: null where a value was bad
+    if reimport and shape.transformer is None:
         head, prefix = _ewkb_heads(spec.geometry_type, shape.srid)
-        at = known.find(_digests(attrs, pa.scalar(b"\x00" + prefix.as_py(), pa.binary()),
-                                 pc.binary_slice(raw, 5, _TO_END)))
-        unchanged = good & _stored_as_is(raw, head) & (at >= 0)
-        known.seen[at[unchanged]] = True
+        read.as_is = _stored_as_is(raw, head)
+        read.digests = _digests(read.attrs, pa.scalar(b"\x00" + prefix.as_py(), pa.binary()),
+                                pc.binary_slice(raw, 5, _TO_END))
+    return read
+
+
+def _finish_batch(read: _Read, name, spec, shape: _Shape, report: SourceReport, known: LiveDigests | None) -> Batch:
+    good, keys, attrs, raw, key_at, start = read.good, read.keys, read.attrs, read.raw, read.key_at, read.start
+    n = len(good)
+    unchanged = np.zeros(n, dtype=bool)
+    if known and read.digests is not None:  # a live feature as it is needs no second check
+        at = known.find(read.digests)
+        unchanged = good & read.as_is & (at >= 0)
+        known.saw(at[unchanged])
     todo = np.flatnonzero(~unchanged)
     raw = raw.take(pa.array(todo, type=pa.int64())) if len(todo) < n else raw
     # the stored EWKB straight from the source's WKB where its header allows (untouched shapes)
@@ -587,13 +643,14 @@ def _batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report: Sour
     if known:  # reprojected or rewritten features can still be the live ones
         at = known.find(digests)
         same = at >= 0
-        known.seen[at[same]] = True
+        known.saw(at[same])
         if same.any():
             keep = pa.array(~same)
             out = {k: pc.filter(v, keep) for k, v in out.items()}
             out_shapes, digests = out_shapes[~same], digests[~same]
             unchanged[rows[same]] = True
-    report.keys.append(pc.filter(keys, pa.array(good)))
+    report.valid += int(np.count_nonzero(good))
+    report.keys.append(pc.filter(keys, pa.array(good & ~unchanged)))
     report.unchanged += int(np.count_nonzero(unchanged))
     return Batch(pa.table({**out, "content_digest": digest_column(digests),
                            "centre_web": _centres_web(out_shapes, shape.to_web),

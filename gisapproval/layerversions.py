@@ -8,11 +8,12 @@ a worker thread sends one batch while the next is read and checked:
 - a layer's first import goes straight into a new table, the layer's partition-to-be of
   layer_features (migration 0009); its indexes are built once, after loading, and the table
   is attached as the layer's partition;
-- a later import first fetches the live features' content digests (migration 0010). The
-  source's features whose key and digest match are the layer's already and go no further;
-  the others go into a temporary table, are compared with the live features by key and
-  content (``same_content``), and only the differences are written (set-based). Keys the
-  source no longer holds are retired.
+- a later import first has the database gather the live features' keys and content digests
+  (migration 0010) while the source is opened and its first batches read. The source's
+  features whose digest is among them are the layer's already and go no further; the others
+  go into a temporary table, are compared with the live features by key and content
+  (``same_content``), and only the differences are written (set-based). Keys the source no
+  longer holds are retired.
 
 Until the caller commits, every other session keeps seeing the previous version.
 ``VersionReport.timings`` tells where an import's time went.
@@ -20,6 +21,7 @@ Until the caller commits, every other session keeps seeing the previous version.
 
 from __future__ import annotations
 
+import itertools
 import queue
 from concurrent.futures import Future
 import shutil
@@ -150,7 +152,7 @@ def _new_staging(session: Session) -> None:
 
 def _index_staging(session: Session) -> None:
     session.execute(sa.text("CREATE INDEX ON layer_staging (feature_key)"))
-    session.execute(sa.text("ANALYZE layer_staging"))
+    session.execute(sa.text("ANALYZE layer_staging (feature_key)"))  # its size and keys: what the joins need
 
 
 class _BackgroundWriter(LibpqWriter):
@@ -278,17 +280,25 @@ def publish_layer_version(
                 fetch.exception()  # the session is free again once it is done
             raise
         with vector:
-            known = fetch.result() if fetch is not None else None
-            checksum = summing.result()
-            timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum, live digests
             if bulk:  # the layer's first import: straight into its partition-to-be
+                checksum = summing.result()
+                timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum
                 version = _new_version(session, actor, layer, name, checksum, note=None)
                 table = _new_partition_table(session, layer)
                 loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", vector.batches(),
                                        layer.id, version.number, freeze=True)
             else:
+                batches = vector.batches(fetch)
+                try:
+                    first = next(batches, None)  # batches are read ahead while the live digests come
+                except BaseException:
+                    fetch.exception()
+                    raise
+                known, checksum = fetch.result(), summing.result()
+                timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
                 _new_staging(session)
-                _copy_batches(session, f"layer_staging ({COLUMNS})", vector.batches(known))
+                _copy_batches(session, f"layer_staging ({COLUMNS})",
+                              batches if first is None else itertools.chain([first], batches))
     timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
@@ -302,7 +312,7 @@ def publish_layer_version(
     else:
         _index_staging(session)
         timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
-        removed = known.removed(report.valid_keys())
+        removed = known.removed(report.other_keys())
         result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
                                 removed=removed, total=report.valid)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features

@@ -306,16 +306,27 @@ def test_features_without_a_digest_are_compared_by_content_and_get_one(fresh_eng
             s.rollback()
 
 
-def test_a_key_repeated_among_features_the_layer_holds_is_refused(fresh_engine, settings, tmp_path):
+@pytest.mark.parametrize("extra, key, times", [
+    ([("H1", "medium")], "H1", 2),  # a live feature as it is, twice
+    ([("H1", "high")], "H1", 2),  # as it is, and changed
+    ([("H1", "medium"), ("H1", "high")], "H1", 3),
+    ([("H9", "low"), ("H9", "high")], "H9", 2),  # a new key, twice
+])
+def test_a_repeated_key_is_refused_wherever_it_hides(fresh_engine, settings, tmp_path, extra, key, times):
     """Duplicates are found in the whole source, also among features that go no further."""
     with Session(fresh_engine) as s:
         try:
             layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
             _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
             first = _live(s, layer.id)
-            twice = hazards(["H1", "H2"])
-            twice = gpd.GeoDataFrame(gpd.pd.concat([twice, twice.iloc[[0]]], ignore_index=True), crs=twice.crs)
-            with pytest.raises(InputError, match=r"feature 'H1'.*key 'zone_code' appears 2 times"):
+            frame = hazards(["H1", "H2"])
+            rows = [frame]
+            for code, risk in extra:
+                row = frame.iloc[[0]].copy()
+                row["zone_code"], row["risk_level"] = code, risk
+                rows.append(row)
+            twice = gpd.GeoDataFrame(gpd.pd.concat(rows, ignore_index=True), crs=frame.crs)
+            with pytest.raises(InputError, match=rf"feature '{key}'.*key 'zone_code' appears {times} times"):
                 _import(s, settings, twice, tmp_path / "b.gpkg")
             assert _live(s, layer.id) == first
         finally:
