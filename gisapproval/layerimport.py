@@ -16,6 +16,7 @@ removed keys are then looked for among the other features and the live features 
 
 from __future__ import annotations
 
+import functools
 import json
 import stat
 import struct
@@ -331,10 +332,9 @@ class VectorSource:
             src_crs = resolve_crs(meta.get("crs"), options.crs, name)
             report.source_crs = src_crs.to_string()
             target = CRS.from_epsg(srid)
-            transformer = None if src_crs.equals(target) else Transformer.from_crs(src_crs, target, always_xy=True)
             self.geom_col = meta.get("geometry_name") or "wkb_geometry"
-            self.shape = _Shape(spec, srid, extent, transformer, options,
-                                Transformer.from_crs(target, CRS.from_epsg(3857), always_xy=True))
+            to_storage = None if src_crs.equals(target) else crs_transformer(src_crs, target)
+            self.shape = _Shape(spec, srid, extent, to_storage, options, crs_transformer(target, CRS.from_epsg(3857)))
         except BaseException:
             self.close()
             raise
@@ -436,6 +436,14 @@ class _Shape:
     @property
     def accepted(self) -> set[str]:
         return ACCEPTED_TYPES[self.spec.geometry_type]
+
+
+@functools.lru_cache(maxsize=32)
+def crs_transformer(source: CRS, target: CRS) -> Transformer:
+    """The (always_xy) transformer from ``source`` to ``target``, made once per process: PROJ
+    takes a tenth of a second to choose the operation, which each import and upload would
+    otherwise pay again."""
+    return Transformer.from_crs(source, target, always_xy=True)
 
 
 def reproject(geoms, transformer: Transformer):
@@ -827,8 +835,8 @@ def _ewkb_from_source(raw: pa.Array, geometry_type: str, srid: int) -> tuple[pa.
     rows those are."""
     head, prefix = _ewkb_heads(geometry_type, srid)
     fits = _stored_as_is(raw, head)
-    ewkb = pc.if_else(pa.array(fits), pc.binary_join_element_wise(prefix, pc.binary_slice(raw, 5, _TO_END), pa.scalar(b"", pa.binary())),
-                      pa.scalar(None, pa.binary()))
+    joined = pc.binary_join_element_wise(prefix, pc.binary_slice(raw, 5, _TO_END), pa.scalar(b"", pa.binary()))
+    ewkb = pc.if_else(pa.array(fits), joined, pa.scalar(None, pa.binary()))
     return ewkb, fits
 
 

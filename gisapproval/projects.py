@@ -21,7 +21,7 @@ import pyogrio
 import shapely
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape, to_shape
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from sqlalchemy.orm import Session
 
 from .audit import record_event
@@ -31,6 +31,7 @@ from .layerimport import (
     ImportLimits,
     Problem,
     check_file,
+    crs_transformer,
     extract_shapefile,
     reproject,
     resolve_crs,
@@ -248,7 +249,7 @@ def _to_storage(geoms: list, source_crs: CRS, settings: Settings) -> list:
     target = CRS.from_epsg(settings.jurisdiction.srid)
     if source_crs.equals(target):
         return geoms
-    tr = Transformer.from_crs(source_crs, target, always_xy=True)
+    tr = crs_transformer(source_crs, target)
     out = []
     for g in geoms:
         if g is None or g.is_empty:
