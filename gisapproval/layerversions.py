@@ -268,9 +268,10 @@ def publish_layer_version(
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
         # while the file is opened (its CRS resolved, its transformers made), another thread sums
-        # it and the database gathers the live features' digests on the session's connection,
-        # which nothing else uses until they have come
-        summing = _in_thread(file_sha256, source)
+        # it (a first import) or the database gathers the live features' digests on the
+        # session's connection, which nothing else uses until they have come (a re-import: the
+        # file is summed once they have, the database then idle)
+        summing = _in_thread(file_sha256, source) if bulk else None
         fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
                                              layer.id)
         try:
@@ -294,7 +295,7 @@ def publish_layer_version(
                 except BaseException:
                     fetch.exception()
                     raise
-                known, checksum = fetch.result(), summing.result()
+                known, summing = fetch.result(), _in_thread(file_sha256, source)
                 timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
                 _new_staging(session)
                 _copy_batches(session, f"layer_staging ({COLUMNS})",
@@ -313,7 +314,7 @@ def publish_layer_version(
         _index_staging(session)
         timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
         removed = known.removed(report.other_keys())
-        result = _apply_staging(session, actor, layer, spec, name, checksum, note=None, timings=timings,
+        result = _apply_staging(session, actor, layer, spec, name, summing.result(), note=None, timings=timings,
                                 removed=removed, total=report.valid)
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
