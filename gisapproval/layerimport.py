@@ -16,8 +16,10 @@ removed keys are then looked for among the other features and the live features 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 import stat
 import struct
 import zipfile
@@ -74,6 +76,7 @@ class Problem:
     message: str
     feature: str | None = None  # the feature's key (or "#position") when the problem is one feature's
     field: str | None = None  # the attribute field when the problem is one field's
+    position: int | None = dataclasses.field(default=None, compare=False, repr=False)  # the feature's, in the source
 
     def as_dict(self) -> dict:
         return {"where": self.where, "feature": self.feature, "field": self.field, "message": self.message}
@@ -150,9 +153,10 @@ class SourceReport:
     def other_keys(self) -> pa.ChunkedArray:
         return pa.chunked_array(self.keys, type=pa.string())
 
-    def problem(self, where: str, message: str, feature: str | None = None, field: str | None = None) -> None:
+    def problem(self, where: str, message: str, feature: str | None = None, field: str | None = None,
+                position: int | None = None) -> None:
         if len(self.problems) < MAX_REPORTED_PROBLEMS:
-            self.problems.append(Problem(where, message, feature, field))
+            self.problems.append(Problem(where, message, feature, field, position))
         else:
             self.more_problems += 1
 
@@ -369,6 +373,9 @@ class VectorSource:
         while pending:
             yield _finish_batch(pending.popleft(), self.name, self.spec, self.shape, self.report, known)
         self.report.features = position
+        # in the order of the source's features (batches read ahead record their attributes'
+        # problems before the geometries of the batches before them)
+        self.report.problems.sort(key=lambda p: math.inf if p.position is None else p.position)
         _report_duplicates(self.report, self.spec, self.name, known)
 
 
@@ -440,9 +447,10 @@ class _Shape:
 
 @functools.lru_cache(maxsize=32)
 def crs_transformer(source: CRS, target: CRS) -> Transformer:
-    """The (always_xy) transformer from ``source`` to ``target``, made once per process: PROJ
+    """The (always_xy) transformer from ``source`` to ``target``, kept for the process: PROJ
     takes a tenth of a second to choose the operation, which each import and upload would
-    otherwise pay again."""
+    otherwise pay again. (pyproj still makes its PROJ object once more in each other thread
+    that uses it.)"""
     return Transformer.from_crs(source, target, always_xy=True)
 
 
@@ -483,8 +491,9 @@ class LiveDigests:
     45 bytes a feature, so a city's cadastre fits in a few megabytes.
 
     A feature's digest covers its key (the key is one of its attributes), so a source feature
-    whose digest is among them is that very feature as the layer holds it: it is found by its
-    digest alone, and no key is hashed or looked up. ``seen`` counts how often the source
+    whose digest and key are among them is that very feature as the layer holds it: it is
+    found by its digest, and no key is hashed or looked up (only the match's key compared).
+    ``seen`` counts how often the source
     holds each live feature as it is: only the others can have been removed, and a count over
     one is a repeated key."""
 
@@ -497,7 +506,7 @@ class LiveDigests:
 
     @classmethod
     def from_aggregates(cls, rows) -> LiveDigests:
-        """From rows of (the keys run together as text, each key's length in bytes as a
+        """From rows of (the keys run together in UTF-8, each key's length in bytes as a
         big-endian int4, each key's digest as 16 bytes or 16 zeros), as the database
         aggregates them from layer_features (gisapproval.layerversions)."""
         keys, digests = [], []
@@ -505,7 +514,7 @@ class LiveDigests:
             size = np.frombuffer(lengths, dtype=">i4")
             offsets = np.zeros(len(size) + 1, dtype=np.int32)
             np.cumsum(size, out=offsets[1:])
-            keys.append(pa.StringArray.from_buffers(len(size), pa.py_buffer(offsets), pa.py_buffer(text.encode())))
+            keys.append(pa.StringArray.from_buffers(len(size), pa.py_buffer(offsets), pa.py_buffer(text)))
             digests.append(np.frombuffer(blob, dtype="<u8").reshape(-1, 2))
         return cls(pa.chunked_array(keys, type=pa.string()).combine_chunks(),
                    np.concatenate(digests) if digests else np.empty((0, 2), dtype="<u8"))
@@ -513,15 +522,23 @@ class LiveDigests:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def find(self, digests: np.ndarray) -> np.ndarray:
-        """Each row's position among the live features with its (known) digest, else -1. Looked
-        up by the digest's first 64 bits; should two live digests share them, a row matching
-        the second is not found here and is compared in the database instead."""
+    def find(self, digests: np.ndarray, keys: pa.Array) -> np.ndarray:
+        """Each row's position among the live features with its (known) digest and its key,
+        else -1. Looked up by the digest's first 64 bits; should two live digests share them,
+        a row matching the second is not found here and is compared in the database instead.
+        The key is checked too: the digest covers the key's value, not which attribute is the
+        key (the catalogue may have named another)."""
         if not len(self) or not len(digests):
             return np.full(len(digests), -1)
         at = np.minimum(np.searchsorted(self.first_halves, digests[:, 0]), len(self) - 1)
         found = self.digests[at]
-        return np.where(found.any(axis=1) & (found == digests).all(axis=1), at, -1)
+        match = found.any(axis=1) & (found == digests).all(axis=1)
+        rows = np.flatnonzero(match)
+        if len(rows):
+            same_key = pc.equal(self.keys.take(pa.array(self.order[at[rows]], type=pa.int64())),
+                                keys.take(pa.array(rows, type=pa.int64())))
+            match[rows] = pc.fill_null(same_key, False).to_numpy(zero_copy_only=False)
+        return np.where(match, at, -1)
 
     def saw(self, at: np.ndarray) -> None:
         """Note that source features were the live features at these positions (``find``), as they are."""
@@ -591,7 +608,7 @@ def _read_batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report:
                     values.append(_cast(value, typ))
                 except ValueError as exc:
                     report.problem(f"{_label(name, key_at(i), start + i)}, field {attr!r}", f"value {exc}",
-                                   key_at(i), attr)
+                                   key_at(i), attr, start + i)
                     good[i] = False
                     values.append(None)
             fast = pa.array(values, type=ARROW_TYPES[typ])
@@ -601,7 +618,8 @@ def _read_batch(rb, mapping, geom_col, start, name, spec, shape: _Shape, report:
             for i in np.flatnonzero(~inside.to_numpy(zero_copy_only=False)):
                 value = fast[i].as_py()
                 report.problem(f"{_label(name, key_at(i), start + i)}, field {attr!r}",
-                               f"value {value!r} is not one of {', '.join(map(str, allowed))}", key_at(i), attr)
+                               f"value {value!r} is not one of {', '.join(map(str, allowed))}", key_at(i), attr,
+                               start + i)
                 good[i] = False
         columns[attr] = fast
     raw = rb.column(geom_col)
@@ -622,7 +640,7 @@ def _finish_batch(read: _Read, name, spec, shape: _Shape, report: SourceReport, 
     n = len(good)
     unchanged = np.zeros(n, dtype=bool)
     if known and read.digests is not None:  # a live feature as it is needs no second check
-        at = known.find(read.digests)
+        at = known.find(read.digests, keys)
         unchanged = good & read.as_is & (at >= 0)
         known.saw(at[unchanged])
     todo = np.flatnonzero(~unchanged)
@@ -649,7 +667,7 @@ def _finish_batch(read: _Read, name, spec, shape: _Shape, report: SourceReport, 
     out_shapes = shapes[at]
     digests = _digests(out["attrs"], _NUL, out["geom"])
     if known:  # reprojected or rewritten features can still be the live ones
-        at = known.find(digests)
+        at = known.find(digests, out["feature_key"])
         same = at >= 0
         known.saw(at[same])
         if same.any():
@@ -860,4 +878,4 @@ def _label(name: str, key: str, position: int) -> str:
 
 
 def _geom_problem(report: SourceReport, name: str, key: str, position: int, message: str) -> None:
-    report.problem(_label(name, key, position), message, key, "geometry")
+    report.problem(_label(name, key, position), message, key, "geometry", position)

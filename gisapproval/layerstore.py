@@ -8,6 +8,7 @@ valid_to), NULL = still valid).
 from __future__ import annotations
 
 import hashlib
+import threading
 import os
 import shutil
 import tempfile
@@ -71,9 +72,12 @@ def store_raster(store_dir: Path, source: Path) -> tuple[Path, str]:
     return target, digest
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, stop: threading.Event | None = None) -> str | None:
+    """The file's SHA-256 (hex); None if ``stop`` is set before it is done."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
+            if stop is not None and stop.is_set():
+                return None
             h.update(chunk)
     return h.hexdigest()

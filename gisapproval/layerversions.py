@@ -206,10 +206,13 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
 
 
 # The live features' keys and digests, aggregated by the database into a few long values (a
-# row per group of at most a million ids) rather than sent as a row each: keys run together,
-# each key's length in bytes, each digest's 16 bytes (zeros where not known).
+# row per group of at most a million ids) rather than sent as a row each: keys run together
+# (UTF-8), each key's length in bytes, each digest's 16 bytes (zeros where not known). The
+# three aggregates of a group are fed its rows in one pass, so in the same order; were they
+# not, keys and digests would not match and the features would be compared in the database
+# (LiveDigests.find checks the key of every match).
 LIVE_DIGESTS = """
-SELECT string_agg(feature_key, ''), string_agg(int4send(octet_length(feature_key)), ''::bytea),
+SELECT convert_to(string_agg(feature_key, ''), 'UTF8'), string_agg(int4send(octet_length(feature_key)), ''::bytea),
        string_agg(coalesce(uuid_send(content_digest), '\\x00000000000000000000000000000000'::bytea), ''::bytea)
 FROM layer_features WHERE layer_id = %s AND valid_to IS NULL
 GROUP BY id / 1000000
@@ -239,29 +242,12 @@ def _in_thread(work, *args) -> Future:
     return done
 
 
-def publish_layer_version(
-    session: Session, settings: Settings, actor: User | None, layer_name: str, source: Path,
-    source_name: str | None = None, options: ImportOptions | None = None, *, check_permission: bool = True,
-) -> VersionReport:
-    """Import ``source`` as the next version of a layer (all-or-nothing; the caller commits).
-
-    Raises LayerImportError listing every problem, LayerBusyError, PermissionDeniedError or
-    InputError; in each case nothing has been written.
-    """
-    options = options or ImportOptions()
-    source = Path(source)
-    name = source_name or source.name
-    t0 = time.perf_counter()
-    layer = get_layer(session, layer_name)
-    if check_permission:
-        ensure_may_edit(actor, layer)
-    spec = default_catalogue()[layer.name]
-    fmt = check_file(source, name, spec.kind, options.limits)
-    _lock(session, layer)
-    if spec.kind == "raster":
-        return _publish_raster(session, settings, actor, layer, source, name, file_sha256(source), options, t0)
+def _publish_vector(session: Session, settings: Settings, actor: User | None, layer: Layer, spec: LayerSpec,
+                    source: Path, name: str, fmt: str, options: ImportOptions, report: SourceReport,
+                    stop: threading.Event, t0: float) -> VersionReport:
+    """A vector import, the layer locked (``publish_layer_version``): read, checked and written
+    as described at the top of this module."""
     jur = settings.jurisdiction
-    report = SourceReport()
     bulk = not has_partition(session, layer.id)
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:
         path = source
@@ -271,7 +257,7 @@ def publish_layer_version(
         # it (a first import) or the database gathers the live features' digests on the
         # session's connection, which nothing else uses until they have come (a re-import: the
         # file is summed once they have, the database then idle)
-        summing = _in_thread(file_sha256, source) if bulk else None
+        summing = _in_thread(file_sha256, source, stop) if bulk else None
         fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
                                              layer.id)
         try:
@@ -295,7 +281,7 @@ def publish_layer_version(
                 except BaseException:
                     fetch.exception()
                     raise
-                known, summing = fetch.result(), _in_thread(file_sha256, source)
+                known, summing = fetch.result(), _in_thread(file_sha256, source, stop)
                 timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
                 _new_staging(session)
                 _copy_batches(session, f"layer_staging ({COLUMNS})",
@@ -316,6 +302,37 @@ def publish_layer_version(
         removed = known.removed(report.other_keys())
         result = _apply_staging(session, actor, layer, spec, name, summing.result(), note=None, timings=timings,
                                 removed=removed, total=report.valid)
+    return result
+
+
+def publish_layer_version(
+    session: Session, settings: Settings, actor: User | None, layer_name: str, source: Path,
+    source_name: str | None = None, options: ImportOptions | None = None, *, check_permission: bool = True,
+) -> VersionReport:
+    """Import ``source`` as the next version of a layer (all-or-nothing; the caller commits).
+
+    Raises LayerImportError listing every problem, LayerBusyError, PermissionDeniedError or
+    InputError; in each case nothing has been written.
+    """
+    options = options or ImportOptions()
+    source = Path(source)
+    name = source_name or source.name
+    t0 = time.perf_counter()
+    layer = get_layer(session, layer_name)
+    if check_permission:
+        ensure_may_edit(actor, layer)
+    spec = default_catalogue()[layer.name]
+    fmt = check_file(source, name, spec.kind, options.limits)
+    _lock(session, layer)
+    if spec.kind == "raster":
+        return _publish_raster(session, settings, actor, layer, source, name, file_sha256(source), options, t0)
+    report = SourceReport()
+    stop = threading.Event()  # the file's checksum is given up with the import
+    try:
+        result = _publish_vector(session, settings, actor, layer, spec, source, name, fmt, options, report, stop, t0)
+    except BaseException:
+        stop.set()
+        raise
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:

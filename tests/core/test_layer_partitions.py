@@ -407,6 +407,182 @@ def test_digests_sharing_their_first_half_are_still_told_apart(fresh_engine, set
             s.rollback()
 
 
+def test_a_key_held_in_another_attribute_is_not_the_same_feature(fresh_engine, settings, tmp_path, monkeypatch):
+    """A digest covers the key's value, not which attribute is the key: were the catalogue to
+    name another attribute as the key, the same file re-imported gets the new keys."""
+    import dataclasses
+
+    from gisapproval import layerversions
+
+    frame = hazards(["H1", "H2", "H3"])
+    frame["hazard_type"] = ["landslide", "flood", "debris_flow"]
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, frame, tmp_path / "a.gpkg")
+            catalogue = dict(default_catalogue())
+            catalogue["hazard_zones"] = dataclasses.replace(catalogue["hazard_zones"], feature_key="hazard_type")
+            monkeypatch.setattr(layerversions, "default_catalogue", lambda: catalogue)
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (3, 0, 3, 0)
+            assert set(_live(s, layer.id)) == {"landslide", "flood", "debris_flow"}
+        finally:
+            s.rollback()
+
+
+def _slow_digests(monkeypatch, seconds=0.5, fail=False):
+    """The live digests come late (or fail); records when they came."""
+    import time
+
+    from gisapproval import layerversions
+
+    fetch, came = layerversions._live_digests, []
+
+    def slow(conn, layer_id):
+        time.sleep(seconds)
+        try:
+            if fail:
+                raise RuntimeError("the database went away")
+            return fetch(conn, layer_id)
+        finally:
+            came.append(time.perf_counter())
+
+    monkeypatch.setattr(layerversions, "_live_digests", slow)
+    return came
+
+
+def test_batches_are_read_ahead_while_the_live_digests_come(fresh_engine, settings, tmp_path, monkeypatch):
+    import functools
+    import time
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
+    read, read_batch = [], layerimport._read_batch
+    monkeypatch.setattr(layerimport, "_read_batch", lambda *a: read.append(time.perf_counter()) or read_batch(*a))
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            codes = [f"H{i}" for i in range(1, 10)]
+            _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            came, read[:] = _slow_digests(monkeypatch), []
+            frame = hazards(codes + ["H10"]).drop(index=1)  # H2 removed, H10 added
+            frame.loc[6, "risk_level"] = "high"  # H7 changed
+            again = _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 7)
+            assert len([t for t in read if t < came[0]]) == 3  # three batches of two read while waiting
+            now = _live(s, layer.id)
+            assert set(now) == set(codes) - {"H2"} | {"H10"}
+            assert all(now[k] == first[k] for k in codes if k not in ("H2", "H7"))
+        finally:
+            s.rollback()
+
+
+def test_problems_are_listed_in_the_sources_order_also_when_read_ahead(fresh_engine, settings, tmp_path,
+                                                                        monkeypatch):
+    import functools
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
+    with Session(fresh_engine) as s:
+        try:
+            codes = [f"H{i}" for i in range(1, 8)]
+            _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+            _slow_digests(monkeypatch, 0.3)
+            frame = hazards(codes)
+            frame.loc[0, "geometry"] = shapely.box(0, 0, 10, 10)  # H1, first batch: outside
+            frame.loc[5, "risk_level"] = "extreme"  # H6, third batch: read ahead
+            with pytest.raises(layerimport.LayerImportError) as refused:
+                _import(s, settings, frame, tmp_path / "b.gpkg")
+            assert [p.feature for p in refused.value.problems] == ["H1", "H6"]
+        finally:
+            s.rollback()
+
+
+def test_live_digests_that_fail_to_come_fail_the_import(fresh_engine, settings, tmp_path, monkeypatch):
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            _slow_digests(monkeypatch, 0.2, fail=True)
+            with pytest.raises(RuntimeError, match="went away"):
+                _import(s, settings, hazards(["H1", "H3"]), tmp_path / "b.gpkg")
+            assert _live(s, layer.id) == first  # the session is usable, and nothing changed
+        finally:
+            s.rollback()
+
+
+def test_a_file_refused_on_opening_waits_for_the_live_digests(fresh_engine, settings, tmp_path, monkeypatch):
+    """The session's connection is the digests' until they have come: a refusal raised while
+    they are coming is raised once they have."""
+    import time
+
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            came = _slow_digests(monkeypatch, 0.3)
+            with pytest.raises(InputError, match="missing attribute field"):
+                _import(s, settings, hazards(["H1", "H2"]).drop(columns=["risk_level"]), tmp_path / "b.gpkg")
+            assert came and came[0] <= time.perf_counter()
+            assert _live(s, layer.id) == first
+        finally:
+            s.rollback()
+
+
+def test_a_refused_import_stops_summing_its_file(fresh_engine, settings, tmp_path, monkeypatch):
+    from gisapproval import layerversions
+    from gisapproval.layerstore import file_sha256
+
+    stops = []
+    monkeypatch.setattr(layerversions, "file_sha256", lambda path, stop=None: stops.append(stop) or file_sha256(
+        path, stop))
+    with Session(fresh_engine) as s:
+        try:
+            with pytest.raises(InputError, match="outside the jurisdiction"):
+                _import(s, settings, hazards(["H1"]).set_geometry([shapely.box(0, 0, 10, 10)], crs="EPSG:4547"),
+                        tmp_path / "a.gpkg")
+            assert len(stops) == 1 and stops[0].is_set()
+            assert file_sha256(tmp_path / "a.gpkg", stops[0]) is None
+            assert len(file_sha256(tmp_path / "a.gpkg")) == 64
+        finally:
+            s.rollback()
+
+
+def test_an_empty_reimport_is_refused(fresh_engine, settings, tmp_path):
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            with pytest.raises(InputError, match="holds no features"):
+                _import(s, settings, hazards(["H1"]).iloc[0:0], tmp_path / "b.gpkg")
+            assert _live(s, layer.id) == first
+        finally:
+            s.rollback()
+
+
+def test_a_key_repeated_in_a_reprojected_source_is_refused(fresh_engine, settings, tmp_path):
+    """A reprojected source's features are found among the live ones after their shapes are
+    checked; one found twice is a repeated key."""
+    with Session(fresh_engine) as s:
+        try:
+            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+            frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
+            _import(s, settings, frame, tmp_path / "a.gpkg")
+            first = _live(s, layer.id)
+            twice = gpd.GeoDataFrame(gpd.pd.concat([frame, frame.iloc[[0]]], ignore_index=True), crs=frame.crs)
+            with pytest.raises(InputError, match=r"feature 'H1'.*key 'zone_code' appears 2 times"):
+                _import(s, settings, twice, tmp_path / "b.gpkg")
+            assert _live(s, layer.id) == first
+        finally:
+            s.rollback()
+
+
 def test_a_parcel_joined_by_its_id_is_found_through_the_ident_index(session):
     """The parcels view is one scan of the cadastre (migration 0011): a join on a parcel's id is
     a lookup in the ident index, not a read of the whole cadastre (as the UNION ALL view did)."""
