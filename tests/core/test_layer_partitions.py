@@ -45,6 +45,16 @@ def fresh_engine(settings):
         drop_database(url)
 
 
+@pytest.fixture
+def hazard_layer(fresh_engine):
+    """A session on the fresh database, rolled back after the test, and its hazard_zones layer."""
+    with Session(fresh_engine) as s:
+        try:
+            yield s, s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+        finally:
+            s.rollback()
+
+
 def hazards(codes, risk="medium"):
     return gpd.GeoDataFrame(
         {"zone_code": list(codes), "hazard_type": ["landslide"] * len(codes), "risk_level": [risk] * len(codes)},
@@ -65,57 +75,50 @@ def _partition_indexes(session, layer_id) -> dict[str, str]:
         "WHERE x.indrelid = to_regclass(:t)"), {"t": partition_name(layer_id)}).all())
 
 
-def test_a_first_import_builds_and_attaches_the_layers_own_partition(fresh_engine, settings, tmp_path):
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            assert s.scalar(sa.text("SELECT to_regclass(:t)"), {"t": partition_name(layer.id)}) is None
-            report = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
-            assert (report.added, report.changed, report.removed, report.unchanged) == (3, 0, 0, 0)
-            assert "index_attach" in report.timings
-            # every index of the partitioned table is the partition's own, adopted by ATTACH
-            assert set(_partition_indexes(s, layer.id).values()) == {
-                "layer_features_pkey", "idx_layer_features_geom", "ix_layer_features_key",
-                "ix_layer_features_live", "ix_layer_features_ident"}
-            rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
-                                       LayerFeature.geom_web.is_not(None))
-                             .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
-            assert [r[0] for r in rows] == ["H1", "H2", "H3"] and len({r[2] for r in rows}) == 3
-            assert all(r[3] for r in rows)  # the web-mercator copy is computed on the way in
-            assert _centre_error_m(s, layer.id) < 0.01  # the importer's web-mercator centres
-            assert _web_error_m(s, layer.id) < 0.001  # and shapes
-            # the second import compares with the partition's live features
-            again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
-            idents = dict(s.execute(sa.select(LayerFeature.feature_key, LayerFeature.ident)
-                                    .where(features_as_of(layer.id, again.number))).all())
-            assert idents["H1"] == rows[0][2] and idents["H2"] == rows[1][2]  # changed: same ident
-            assert idents["H4"] not in {r[2] for r in rows}
-        finally:
-            s.rollback()
+def test_a_first_import_builds_and_attaches_the_layers_own_partition(hazard_layer, settings, tmp_path):
+    s, layer = hazard_layer
+    assert s.scalar(sa.text("SELECT to_regclass(:t)"), {"t": partition_name(layer.id)}) is None
+    report = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    assert (report.added, report.changed, report.removed, report.unchanged) == (3, 0, 0, 0)
+    assert "index_attach" in report.timings
+    # every index of the partitioned table is the partition's own, adopted by ATTACH
+    assert set(_partition_indexes(s, layer.id).values()) == {
+        "layer_features_pkey", "idx_layer_features_geom", "ix_layer_features_key",
+        "ix_layer_features_live", "ix_layer_features_ident"}
+    rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
+                               LayerFeature.geom_web.is_not(None))
+                     .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
+    assert [r[0] for r in rows] == ["H1", "H2", "H3"] and len({r[2] for r in rows}) == 3
+    assert all(r[3] for r in rows)  # the web-mercator copy is computed on the way in
+    assert _centre_error_m(s, layer.id) < 0.01  # the importer's web-mercator centres
+    assert _web_error_m(s, layer.id) < 0.001  # and shapes
+    # the second import compares with the partition's live features
+    again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
+    idents = dict(s.execute(sa.select(LayerFeature.feature_key, LayerFeature.ident)
+                            .where(features_as_of(layer.id, again.number))).all())
+    assert idents["H1"] == rows[0][2] and idents["H2"] == rows[1][2]  # changed: same ident
+    assert idents["H4"] not in {r[2] for r in rows}
 
 
-def test_the_cadastres_first_import_points_the_parcels_view_at_its_partition(fresh_engine, settings, tmp_path):
+def test_the_cadastres_first_import_points_the_parcels_view_at_its_partition(hazard_layer, settings, tmp_path):
     frame = gpd.GeoDataFrame(
         {"parcel_code": ["P1", "P2"], "holder": ["甲公司", "乙公司"], "land_use": ["R2", "B1"],
          "area_m2": [6400.0, 6400.0]},
         geometry=[shapely.MultiPolygon([shapely.box(X0 + i * 100, Y0, X0 + i * 100 + 80, Y0 + 80)]) for i in (0, 1)],
         crs="EPSG:4547")
-    with Session(fresh_engine) as s:
-        try:
-            cadastre = s.scalar(sa.select(Layer).where(Layer.name == "cadastre"))
-            assert "FROM layer_features f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
-            _import(s, settings, frame, tmp_path / "c.gpkg", layer="cadastre")
-            assert f"FROM {partition_name(cadastre.id)} f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
-            got = s.execute(sa.select(Parcel.parcel_code, Parcel.holder, Parcel.land_use, Parcel.area_m2,
-                                      Parcel.is_retired).order_by(Parcel.parcel_code)).all()
-            assert got == [("P1", "甲公司", "R2", pytest.approx(6400.0), False),
-                           ("P2", "乙公司", "B1", pytest.approx(6400.0), False)]
-        finally:
-            s.rollback()
+    s, _ = hazard_layer
+    cadastre = s.scalar(sa.select(Layer).where(Layer.name == "cadastre"))
+    assert "FROM layer_features f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
+    _import(s, settings, frame, tmp_path / "c.gpkg", layer="cadastre")
+    assert f"FROM {partition_name(cadastre.id)} f" in s.scalar(sa.text("SELECT pg_get_viewdef('parcels')"))
+    got = s.execute(sa.select(Parcel.parcel_code, Parcel.holder, Parcel.land_use, Parcel.area_m2,
+                              Parcel.is_retired).order_by(Parcel.parcel_code)).all()
+    assert got == [("P1", "甲公司", "R2", pytest.approx(6400.0), False),
+                   ("P2", "乙公司", "B1", pytest.approx(6400.0), False)]
 
 
-def test_attributes_are_stored_as_the_database_would_build_them(fresh_engine, settings, tmp_path):
+def test_attributes_are_stored_as_the_database_would_build_them(hazard_layer, settings, tmp_path):
     """Attributes travel as JSON text (binary COPY, into the layer's new partition and through
     the staging table of a later import): strings with quotes, backslashes, control characters
     and Chinese, and doubles of every form are stored as jsonb_build_object stores the typed
@@ -129,25 +132,22 @@ def test_attributes_are_stored_as_the_database_would_build_them(fresh_engine, se
          "height_limit_m": [24.0] * 5, "min_green_ratio": [0.35] * 5},
         geometry=[shapely.MultiPolygon([shapely.box(X0 + i * 100, Y0, X0 + i * 100 + 80, Y0 + 80)]) for i in range(5)],
         crs="EPSG:4547")
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "zoning"))
-            for height, name in ((24.0, "z.gpkg"), (30.0, "z2.gpkg")):
-                frame["height_limit_m"] = height
-                report = _import(s, settings, frame, tmp_path / name, layer="zoning")
-                assert report.added + report.changed == 5
-                for code, far, cov in zip(codes, floats, floats[::-1]):
-                    same = s.scalar(sa.text(
-                        "SELECT attrs = jsonb_build_object('zone_code', CAST(:code AS text), "
-                        "'use_code', CAST(:use AS text), 'max_far', CAST(:far AS float8), "
-                        "'max_coverage', CAST(:cov AS float8), 'height_limit_m', CAST(:h AS float8), "
-                        "'min_green_ratio', 0.35::float8) "
-                        "FROM layer_features WHERE layer_id = :layer AND feature_key = :code AND valid_from = :v"),
-                        {"code": code, "use": use, "far": far, "cov": cov, "h": height, "layer": layer.id,
-                         "v": report.number})
-                    assert same, (code, height)
-        finally:
-            s.rollback()
+    s, _ = hazard_layer
+    layer = s.scalar(sa.select(Layer).where(Layer.name == "zoning"))
+    for height, name in ((24.0, "z.gpkg"), (30.0, "z2.gpkg")):
+        frame["height_limit_m"] = height
+        report = _import(s, settings, frame, tmp_path / name, layer="zoning")
+        assert report.added + report.changed == 5
+        for code, far, cov in zip(codes, floats, floats[::-1]):
+            same = s.scalar(sa.text(
+                "SELECT attrs = jsonb_build_object('zone_code', CAST(:code AS text), "
+                "'use_code', CAST(:use AS text), 'max_far', CAST(:far AS float8), "
+                "'max_coverage', CAST(:cov AS float8), 'height_limit_m', CAST(:h AS float8), "
+                "'min_green_ratio', 0.35::float8) "
+                "FROM layer_features WHERE layer_id = :layer AND feature_key = :code AND valid_from = :v"),
+                {"code": code, "use": use, "far": far, "cov": cov, "h": height, "layer": layer.id,
+                 "v": report.number})
+            assert same, (code, height)
 
 
 @pytest.mark.parametrize("problem, match", [
@@ -232,7 +232,7 @@ def _web_error_m(session, layer_id) -> float:
     return worst
 
 
-def test_web_mercator_copies_of_every_kind_of_shape(fresh_engine, settings, tmp_path):
+def test_web_mercator_copies_of_every_kind_of_shape(hazard_layer, settings, tmp_path):
     """One part and one ring (reprojected in place, in bulk), holes and several parts (through
     shapely): each copy agrees with PostGIS's own reprojection."""
     frame = hazards(["H1", "H2", "H3"])
@@ -240,16 +240,12 @@ def test_web_mercator_copies_of_every_kind_of_shape(fresh_engine, settings, tmp_
         shapely.box(X0 + 120, Y0 + 20, X0 + 140, Y0 + 40))
     frame.loc[2, "geometry"] = shapely.MultiPolygon([shapely.box(X0 + 200, Y0, X0 + 220, Y0 + 20),
                                                      shapely.box(X0 + 240, Y0, X0 + 260, Y0 + 20)])
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, frame, tmp_path / "a.gpkg")
-            assert _web_error_m(s, layer.id) < 0.001
-            frame.loc[:, "risk_level"] = "high"  # through the staging table
-            assert _import(s, settings, frame, tmp_path / "b.gpkg").changed == 3
-            assert _web_error_m(s, layer.id) < 0.001
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, frame, tmp_path / "a.gpkg")
+    assert _web_error_m(s, layer.id) < 0.001
+    frame.loc[:, "risk_level"] = "high"  # through the staging table
+    assert _import(s, settings, frame, tmp_path / "b.gpkg").changed == 3
+    assert _web_error_m(s, layer.id) < 0.001
 
 
 def _live(session, layer_id) -> dict[str, tuple[int, bytes | None]]:
@@ -259,51 +255,43 @@ def _live(session, layer_id) -> dict[str, tuple[int, bytes | None]]:
         .where(LayerFeature.layer_id == layer_id, LayerFeature.valid_to.is_(None)))}
 
 
-def test_a_reimport_writes_what_changed_and_nothing_else(fresh_engine, settings, tmp_path):
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            assert all(d is not None for _, d in first.values()) and len({d for _, d in first.values()}) == 3
-            same = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "b.gpkg")
-            assert (same.added, same.changed, same.removed, same.unchanged) == (0, 0, 0, 3)
-            assert _live(s, layer.id) == first  # the very same rows
-            rows = s.scalar(sa.select(sa.func.count()).select_from(LayerFeature)
-                            .where(LayerFeature.layer_id == layer.id))
-            assert rows == 3
-            frame = hazards(["H1", "H2", "H3"])
-            frame.loc[0, "risk_level"] = "high"  # an attribute
-            frame.loc[1, "geometry"] = shapely.box(X0 + 100, Y0, X0 + 180, Y0 + 80.5)  # the shape
-            changed = _import(s, settings, frame, tmp_path / "c.gpkg")
-            assert (changed.added, changed.changed, changed.removed, changed.unchanged) == (0, 2, 0, 1)
-            now = _live(s, layer.id)
-            assert now["H3"] == first["H3"]
-            assert _centre_error_m(s, layer.id) < 0.01  # also for features written through the staging table
-            assert _web_error_m(s, layer.id) < 0.001
-            assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
-        finally:
-            s.rollback()
+def test_a_reimport_writes_what_changed_and_nothing_else(hazard_layer, settings, tmp_path):
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    assert all(d is not None for _, d in first.values()) and len({d for _, d in first.values()}) == 3
+    same = _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "b.gpkg")
+    assert (same.added, same.changed, same.removed, same.unchanged) == (0, 0, 0, 3)
+    assert _live(s, layer.id) == first  # the very same rows
+    rows = s.scalar(sa.select(sa.func.count()).select_from(LayerFeature)
+                    .where(LayerFeature.layer_id == layer.id))
+    assert rows == 3
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[0, "risk_level"] = "high"  # an attribute
+    frame.loc[1, "geometry"] = shapely.box(X0 + 100, Y0, X0 + 180, Y0 + 80.5)  # the shape
+    changed = _import(s, settings, frame, tmp_path / "c.gpkg")
+    assert (changed.added, changed.changed, changed.removed, changed.unchanged) == (0, 2, 0, 1)
+    now = _live(s, layer.id)
+    assert now["H3"] == first["H3"]
+    assert _centre_error_m(s, layer.id) < 0.01  # also for features written through the staging table
+    assert _web_error_m(s, layer.id) < 0.001
+    assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
 
 
-def test_features_without_a_digest_are_compared_by_content_and_get_one(fresh_engine, settings, tmp_path):
+def test_features_without_a_digest_are_compared_by_content_and_get_one(hazard_layer, settings, tmp_path):
     """Rows written before migration 0010 have no digest: the next import compares them by
     content, finds them unchanged, and records their digest."""
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id).values(content_digest=None))
-            frame = hazards(["H1", "H2"])
-            frame.loc[1, "risk_level"] = "high"
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 1)
-            now = _live(s, layer.id)
-            assert now["H1"] == first["H1"]  # same row, its digest recorded again
-            assert now["H2"][0] != first["H2"][0] and now["H2"][1] is not None
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id).values(content_digest=None))
+    frame = hazards(["H1", "H2"])
+    frame.loc[1, "risk_level"] = "high"
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 1)
+    now = _live(s, layer.id)
+    assert now["H1"] == first["H1"]  # same row, its digest recorded again
+    assert now["H2"][0] != first["H2"][0] and now["H2"][1] is not None
 
 
 @pytest.mark.parametrize("extra, key, times", [
@@ -312,71 +300,56 @@ def test_features_without_a_digest_are_compared_by_content_and_get_one(fresh_eng
     ([("H1", "medium"), ("H1", "high")], "H1", 3),
     ([("H9", "low"), ("H9", "high")], "H9", 2),  # a new key, twice
 ])
-def test_a_repeated_key_is_refused_wherever_it_hides(fresh_engine, settings, tmp_path, extra, key, times):
+def test_a_repeated_key_is_refused_wherever_it_hides(hazard_layer, settings, tmp_path, extra, key, times):
     """Duplicates are found in the whole source, also among features that go no further."""
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            frame = hazards(["H1", "H2"])
-            rows = [frame]
-            for code, risk in extra:
-                row = frame.iloc[[0]].copy()
-                row["zone_code"], row["risk_level"] = code, risk
-                rows.append(row)
-            twice = gpd.GeoDataFrame(gpd.pd.concat(rows, ignore_index=True), crs=frame.crs)
-            with pytest.raises(InputError, match=rf"feature '{key}'.*key 'zone_code' appears {times} times"):
-                _import(s, settings, twice, tmp_path / "b.gpkg")
-            assert _live(s, layer.id) == first
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    frame = hazards(["H1", "H2"])
+    rows = [frame]
+    for code, risk in extra:
+        row = frame.iloc[[0]].copy()
+        row["zone_code"], row["risk_level"] = code, risk
+        rows.append(row)
+    twice = gpd.GeoDataFrame(gpd.pd.concat(rows, ignore_index=True), crs=frame.crs)
+    with pytest.raises(InputError, match=rf"feature '{key}'.*key 'zone_code' appears {times} times"):
+        _import(s, settings, twice, tmp_path / "b.gpkg")
+    assert _live(s, layer.id) == first
 
 
-def test_a_reprojected_source_is_found_unchanged_when_it_is(fresh_engine, settings, tmp_path):
-    with Session(fresh_engine) as s:
-        try:
-            frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
-            first = _import(s, settings, frame, tmp_path / "a.gpkg")
-            assert first.source_crs == "EPSG:4326" and first.added == 2
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
-        finally:
-            s.rollback()
+def test_a_reprojected_source_is_found_unchanged_when_it_is(hazard_layer, settings, tmp_path):
+    s, _ = hazard_layer
+    frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
+    first = _import(s, settings, frame, tmp_path / "a.gpkg")
+    assert first.source_crs == "EPSG:4326" and first.added == 2
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 0, 2)
 
 
-def test_a_reimport_counts_what_was_added_changed_removed_and_kept(fresh_engine, settings, tmp_path):
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            frame = hazards(["H1", "H2", "H3", "H4"]).drop(index=1)  # H2 removed, H4 added
-            frame.loc[0, "risk_level"] = "high"  # H1 changed
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 1)
-            now = _live(s, layer.id)
-            assert set(now) == {"H1", "H3", "H4"} and now["H3"] == first["H3"] and now["H1"] != first["H1"]
-        finally:
-            s.rollback()
+def test_a_reimport_counts_what_was_added_changed_removed_and_kept(hazard_layer, settings, tmp_path):
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    frame = hazards(["H1", "H2", "H3", "H4"]).drop(index=1)  # H2 removed, H4 added
+    frame.loc[0, "risk_level"] = "high"  # H1 changed
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 1)
+    now = _live(s, layer.id)
+    assert set(now) == {"H1", "H3", "H4"} and now["H3"] == first["H3"] and now["H1"] != first["H1"]
 
 
-def test_a_key_given_another_features_content_is_a_change(fresh_engine, settings, tmp_path):
+def test_a_key_given_another_features_content_is_a_change(hazard_layer, settings, tmp_path):
     """A feature is found unchanged by its digest alone, which covers its key: two features
     trading their shapes are two changes, not two features the layer holds already."""
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            again = _import(s, settings, hazards(["H2", "H1", "H3"]), tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 2, 0, 1)
-            assert _live(s, layer.id)["H3"] == first["H3"]
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    again = _import(s, settings, hazards(["H2", "H1", "H3"]), tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 2, 0, 1)
+    assert _live(s, layer.id)["H3"] == first["H3"]
 
 
-def test_digests_sharing_their_first_half_are_still_told_apart(fresh_engine, settings, tmp_path, monkeypatch):
+def test_digests_sharing_their_first_half_are_still_told_apart(hazard_layer, settings, tmp_path, monkeypatch):
     """Live digests are looked up by their first 64 bits. Were those the same for every
     feature, a re-import would send the features to the database, which still finds them
     unchanged, and the one change."""
@@ -389,25 +362,21 @@ def test_digests_sharing_their_first_half_are_still_told_apart(fresh_engine, set
         out[out.any(axis=1), 0] = 7
         return out
 
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            monkeypatch.setattr(layerimport, "_digests", first_half_alike)
-            _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            assert len({d for _, d in first.values()}) == 3 and {d[:8] for _, d in first.values()} == {
-                (7).to_bytes(8, "little")}
-            frame = hazards(["H1", "H2", "H3"])
-            frame.loc[2, "risk_level"] = "high"
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
-            now = _live(s, layer.id)
-            assert now["H1"] == first["H1"] and now["H2"] == first["H2"] and now["H3"] != first["H3"]
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    monkeypatch.setattr(layerimport, "_digests", first_half_alike)
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    assert len({d for _, d in first.values()}) == 3 and {d[:8] for _, d in first.values()} == {
+        (7).to_bytes(8, "little")}
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[2, "risk_level"] = "high"
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+    now = _live(s, layer.id)
+    assert now["H1"] == first["H1"] and now["H2"] == first["H2"] and now["H3"] != first["H3"]
 
 
-def test_a_key_held_in_another_attribute_is_not_the_same_feature(fresh_engine, settings, tmp_path, monkeypatch):
+def test_a_key_held_in_another_attribute_is_not_the_same_feature(hazard_layer, settings, tmp_path, monkeypatch):
     """A digest covers the key's value, not which attribute is the key: were the catalogue to
     name another attribute as the key, the same file re-imported gets the new keys."""
     import dataclasses
@@ -416,18 +385,14 @@ def test_a_key_held_in_another_attribute_is_not_the_same_feature(fresh_engine, s
 
     frame = hazards(["H1", "H2", "H3"])
     frame["hazard_type"] = ["landslide", "flood", "debris_flow"]
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, frame, tmp_path / "a.gpkg")
-            catalogue = dict(default_catalogue())
-            catalogue["hazard_zones"] = dataclasses.replace(catalogue["hazard_zones"], feature_key="hazard_type")
-            monkeypatch.setattr(layerversions, "default_catalogue", lambda: catalogue)
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (3, 0, 3, 0)
-            assert set(_live(s, layer.id)) == {"landslide", "flood", "debris_flow"}
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, frame, tmp_path / "a.gpkg")
+    catalogue = dict(default_catalogue())
+    catalogue["hazard_zones"] = dataclasses.replace(catalogue["hazard_zones"], feature_key="hazard_type")
+    monkeypatch.setattr(layerversions, "default_catalogue", lambda: catalogue)
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (3, 0, 3, 0)
+    assert set(_live(s, layer.id)) == {"landslide", "flood", "debris_flow"}
 
 
 def _slow_digests(monkeypatch, seconds=0.5, fail=False):
@@ -451,7 +416,7 @@ def _slow_digests(monkeypatch, seconds=0.5, fail=False):
     return came
 
 
-def test_batches_are_read_ahead_while_the_live_digests_come(fresh_engine, settings, tmp_path, monkeypatch):
+def test_batches_are_read_ahead_while_the_live_digests_come(hazard_layer, settings, tmp_path, monkeypatch):
     import functools
     import time
 
@@ -460,127 +425,101 @@ def test_batches_are_read_ahead_while_the_live_digests_come(fresh_engine, settin
     monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
     read, read_batch = [], layerimport._read_batch
     monkeypatch.setattr(layerimport, "_read_batch", lambda *a: read.append(time.perf_counter()) or read_batch(*a))
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            codes = [f"H{i}" for i in range(1, 10)]
-            _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            came, read[:] = _slow_digests(monkeypatch), []
-            frame = hazards(codes + ["H10"]).drop(index=1)  # H2 removed, H10 added
-            frame.loc[6, "risk_level"] = "high"  # H7 changed
-            again = _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 7)
-            assert len([t for t in read if t < came[0]]) == 3  # three batches of two read while waiting
-            now = _live(s, layer.id)
-            assert set(now) == set(codes) - {"H2"} | {"H10"}
-            assert all(now[k] == first[k] for k in codes if k not in ("H2", "H7"))
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    codes = [f"H{i}" for i in range(1, 10)]
+    _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    came, read[:] = _slow_digests(monkeypatch), []
+    frame = hazards(codes + ["H10"]).drop(index=1)  # H2 removed, H10 added
+    frame.loc[6, "risk_level"] = "high"  # H7 changed
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (1, 1, 1, 7)
+    assert len([t for t in read if t < came[0]]) == 3  # three batches of two read while waiting
+    now = _live(s, layer.id)
+    assert set(now) == set(codes) - {"H2"} | {"H10"}
+    assert all(now[k] == first[k] for k in codes if k not in ("H2", "H7"))
 
 
-def test_problems_are_listed_in_the_sources_order_also_when_read_ahead(fresh_engine, settings, tmp_path,
+def test_problems_are_listed_in_the_sources_order_also_when_read_ahead(hazard_layer, settings, tmp_path,
                                                                         monkeypatch):
     import functools
 
     from gisapproval import layerimport, layerversions
 
     monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
-    with Session(fresh_engine) as s:
-        try:
-            codes = [f"H{i}" for i in range(1, 8)]
-            _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
-            _slow_digests(monkeypatch, 0.3)
-            frame = hazards(codes)
-            frame.loc[0, "geometry"] = shapely.box(0, 0, 10, 10)  # H1, first batch: outside
-            frame.loc[5, "risk_level"] = "extreme"  # H6, third batch: read ahead
-            with pytest.raises(layerimport.LayerImportError) as refused:
-                _import(s, settings, frame, tmp_path / "b.gpkg")
-            assert [p.feature for p in refused.value.problems] == ["H1", "H6"]
-        finally:
-            s.rollback()
+    s, _ = hazard_layer
+    codes = [f"H{i}" for i in range(1, 8)]
+    _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+    _slow_digests(monkeypatch, 0.3)
+    frame = hazards(codes)
+    frame.loc[0, "geometry"] = shapely.box(0, 0, 10, 10)  # H1, first batch: outside
+    frame.loc[5, "risk_level"] = "extreme"  # H6, third batch: read ahead
+    with pytest.raises(layerimport.LayerImportError) as refused:
+        _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert [p.feature for p in refused.value.problems] == ["H1", "H6"]
 
 
-def test_live_digests_that_fail_to_come_fail_the_import(fresh_engine, settings, tmp_path, monkeypatch):
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            _slow_digests(monkeypatch, 0.2, fail=True)
-            with pytest.raises(RuntimeError, match="went away"):
-                _import(s, settings, hazards(["H1", "H3"]), tmp_path / "b.gpkg")
-            assert _live(s, layer.id) == first  # the session is usable, and nothing changed
-        finally:
-            s.rollback()
+def test_live_digests_that_fail_to_come_fail_the_import(hazard_layer, settings, tmp_path, monkeypatch):
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    _slow_digests(monkeypatch, 0.2, fail=True)
+    with pytest.raises(RuntimeError, match="went away"):
+        _import(s, settings, hazards(["H1", "H3"]), tmp_path / "b.gpkg")
+    assert _live(s, layer.id) == first  # the session is usable, and nothing changed
 
 
-def test_a_file_refused_on_opening_waits_for_the_live_digests(fresh_engine, settings, tmp_path, monkeypatch):
+def test_a_file_refused_on_opening_waits_for_the_live_digests(hazard_layer, settings, tmp_path, monkeypatch):
     """The session's connection is the digests' until they have come: a refusal raised while
     they are coming is raised once they have."""
     import time
 
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            came = _slow_digests(monkeypatch, 0.3)
-            with pytest.raises(InputError, match="missing attribute field"):
-                _import(s, settings, hazards(["H1", "H2"]).drop(columns=["risk_level"]), tmp_path / "b.gpkg")
-            assert came and came[0] <= time.perf_counter()
-            assert _live(s, layer.id) == first
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    came = _slow_digests(monkeypatch, 0.3)
+    with pytest.raises(InputError, match="missing attribute field"):
+        _import(s, settings, hazards(["H1", "H2"]).drop(columns=["risk_level"]), tmp_path / "b.gpkg")
+    assert came and came[0] <= time.perf_counter()
+    assert _live(s, layer.id) == first
 
 
-def test_a_refused_import_stops_summing_its_file(fresh_engine, settings, tmp_path, monkeypatch):
+def test_a_refused_import_stops_summing_its_file(hazard_layer, settings, tmp_path, monkeypatch):
     from gisapproval import layerversions
     from gisapproval.layerstore import file_sha256
 
     stops = []
     monkeypatch.setattr(layerversions, "file_sha256", lambda path, stop=None: stops.append(stop) or file_sha256(
         path, stop))
-    with Session(fresh_engine) as s:
-        try:
-            with pytest.raises(InputError, match="outside the jurisdiction"):
-                _import(s, settings, hazards(["H1"]).set_geometry([shapely.box(0, 0, 10, 10)], crs="EPSG:4547"),
-                        tmp_path / "a.gpkg")
-            assert len(stops) == 1 and stops[0].is_set()
-            assert file_sha256(tmp_path / "a.gpkg", stops[0]) is None
-            assert len(file_sha256(tmp_path / "a.gpkg")) == 64
-        finally:
-            s.rollback()
+    s, _ = hazard_layer
+    with pytest.raises(InputError, match="outside the jurisdiction"):
+        _import(s, settings, hazards(["H1"]).set_geometry([shapely.box(0, 0, 10, 10)], crs="EPSG:4547"),
+                tmp_path / "a.gpkg")
+    assert len(stops) == 1 and stops[0].is_set()
+    assert file_sha256(tmp_path / "a.gpkg", stops[0]) is None
+    assert len(file_sha256(tmp_path / "a.gpkg")) == 64
 
 
-def test_an_empty_reimport_is_refused(fresh_engine, settings, tmp_path):
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            with pytest.raises(InputError, match="holds no features"):
-                _import(s, settings, hazards(["H1"]).iloc[0:0], tmp_path / "b.gpkg")
-            assert _live(s, layer.id) == first
-        finally:
-            s.rollback()
+def test_an_empty_reimport_is_refused(hazard_layer, settings, tmp_path):
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    with pytest.raises(InputError, match="holds no features"):
+        _import(s, settings, hazards(["H1"]).iloc[0:0], tmp_path / "b.gpkg")
+    assert _live(s, layer.id) == first
 
 
-def test_a_key_repeated_in_a_reprojected_source_is_refused(fresh_engine, settings, tmp_path):
+def test_a_key_repeated_in_a_reprojected_source_is_refused(hazard_layer, settings, tmp_path):
     """A reprojected source's features are found among the live ones after their shapes are
     checked; one found twice is a repeated key."""
-    with Session(fresh_engine) as s:
-        try:
-            layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
-            frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
-            _import(s, settings, frame, tmp_path / "a.gpkg")
-            first = _live(s, layer.id)
-            twice = gpd.GeoDataFrame(gpd.pd.concat([frame, frame.iloc[[0]]], ignore_index=True), crs=frame.crs)
-            with pytest.raises(InputError, match=r"feature 'H1'.*key 'zone_code' appears 2 times"):
-                _import(s, settings, twice, tmp_path / "b.gpkg")
-            assert _live(s, layer.id) == first
-        finally:
-            s.rollback()
+    s, layer = hazard_layer
+    frame = hazards(["H1", "H2"]).to_crs("EPSG:4326")
+    _import(s, settings, frame, tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    twice = gpd.GeoDataFrame(gpd.pd.concat([frame, frame.iloc[[0]]], ignore_index=True), crs=frame.crs)
+    with pytest.raises(InputError, match=r"feature 'H1'.*key 'zone_code' appears 2 times"):
+        _import(s, settings, twice, tmp_path / "b.gpkg")
+    assert _live(s, layer.id) == first
 
 
 def test_a_parcel_joined_by_its_id_is_found_through_the_ident_index(session):
