@@ -488,14 +488,13 @@ def digest_column(digests: np.ndarray) -> pa.Array:
 class LiveDigests:
     """The live features of a layer, compactly: their keys (Arrow) and content digests (an
     (n, 2) uint64 array, zeros where not known) sorted, with the order that sorts them — about
-    45 bytes a feature, so a city's cadastre fits in a few megabytes.
+    50 bytes a feature, so a city's cadastre fits in a few megabytes.
 
     A feature's digest covers its key (the key is one of its attributes), so a source feature
     whose digest and key are among them is that very feature as the layer holds it: it is
     found by its digest, and no key is hashed or looked up (only the match's key compared).
-    ``seen`` counts how often the source
-    holds each live feature as it is: only the others can have been removed, and a count over
-    one is a repeated key."""
+    ``seen`` counts how often the source holds each live feature as it is: only the others
+    can have been removed, and a count over one is a repeated key."""
 
     def __init__(self, keys: pa.Array, digests: np.ndarray):
         self.keys = keys  # as given; ``order`` maps the digests' order to it
