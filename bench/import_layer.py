@@ -131,6 +131,11 @@ def _empty_cadastre(url: str) -> None:
     engine.dispose()
 
 
+def _phases(report: dict) -> str:
+    """An import's phases and their seconds, as its report's timings give them."""
+    return ", ".join(f"{k} {v:.2f}" for k, v in report.get("timings", {}).items())
+
+
 def _changed_copy(src: Path, dst: Path, share: float = 0.01) -> int:
     """A copy of the cadastre with ``share`` of the parcels changed (holder renamed, shape nudged)."""
     import numpy as np
@@ -205,12 +210,12 @@ def main() -> None:
     print(f"features: {n}")
     for i, (o, g) in enumerate(zip(ours, ogr), 1):
         print(f"round {i}: our import {o['seconds']:5.2f} s (+{o['added']} added, peak {o['peak_mb']:.0f} MB; "
-              + ", ".join(f"{k} {v:.2f}" for k, v in o.get("timings", {}).items()) + f"), ogr2ogr {g:5.2f} s")
+              f"{_phases(o)}), ogr2ogr {g:5.2f} s")
     print(f"our import:     {ours_s:7.2f} s  {n / ours_s:9.0f} features/s  (median of {len(ours)})")
     print(f"ogr2ogr (COPY): {ogr_s:7.2f} s  {n / ogr_s:9.0f} features/s  (median of {len(ogr)})")
     for i, a in enumerate(again, 1):
         print(f"re-import {i}: {a['seconds']:.2f} s ({a['changed']} changed, {a['unchanged']} unchanged), "
-              f"peak {a['peak_mb']:.0f} MB; " + ", ".join(f"{k} {v:.2f}" for k, v in a.get("timings", {}).items()))
+              f"peak {a['peak_mb']:.0f} MB; {_phases(a)}")
     print(f"re-import with {n_changed} parcels changed (1%): {again_s:.2f} s (median of {len(again)}; "
           f"{again_s / ours_s:.0%} of the first import)")
     print(f"RESULT import ratio_vs_ogr2ogr={ours_s / ogr_s:.2f} reimport_1pct_s={again_s:.2f} peak_mb={peak:.0f}")

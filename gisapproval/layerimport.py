@@ -9,9 +9,9 @@ reads in its binary format. Every problem is reported with the feature's key (or
 and the field; nothing is written while any problem remains.
 
 A re-import is given the live features' digests (``LiveDigests``): a source feature whose
-digest is one of them (a digest covers the key) is the very feature the layer holds, so its
-geometry is not parsed and checked again and it is not sent to the database. Duplicate and
-removed keys are then looked for among the other features and the live features not seen.
+digest and key are one of theirs is the very feature the layer holds, so its geometry is not
+parsed and checked again and it is not sent to the database. Duplicate and removed keys are
+then looked for among the other features and the live features not seen.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Batch:
             length = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(">i4")
             parts += [pa.array(length.view("S4"), type=pa.binary(4)).cast(pa.large_binary()), col]
         rows = pc.binary_join_element_wise(*parts, _EMPTY)
-        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset:rows.offset + len(rows) + 1]
+        offsets = _value_offsets(rows)
         return rows.buffers()[2][offsets[0]:offsets[-1]].to_pybytes() if len(rows) else b""
 
 
@@ -468,13 +468,11 @@ def _digests(*parts) -> np.ndarray:
     (n, 2) uint64 array of the digest's 16 bytes, zeros where a part is null ("not known"). It
     tells a changed feature from an unchanged one; it is not a seal against forgery."""
     message = pc.binary_join_element_wise(*(p.cast(pa.binary()) for p in parts), pa.scalar(b"", pa.binary()))
-    if not message.null_count:
-        blob = b"".join(map(xxhash.xxh3_128_digest, message.to_pylist()))
-        return np.frombuffer(blob, dtype="<u8").reshape(-1, 2).copy()
     out = np.zeros((len(message), 2), dtype="<u8")
     known = message.is_valid().to_numpy(zero_copy_only=False)
     if known.any():
-        blob = b"".join(map(xxhash.xxh3_128_digest, message.filter(pa.array(known)).to_pylist()))
+        whole = message if not message.null_count else message.filter(pa.array(known))
+        blob = b"".join(map(xxhash.xxh3_128_digest, whole.to_pylist()))
         out[known] = np.frombuffer(blob, dtype="<u8").reshape(-1, 2)
     return out
 
@@ -693,7 +691,7 @@ def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Tr
     coordinates read, transformed and written back in place for the whole batch at once; any
     other goes through shapely."""
     n = len(ewkb)
-    offsets = np.frombuffer(ewkb.buffers()[1], dtype=np.int32)[ewkb.offset:ewkb.offset + n + 1].astype(np.int64)
+    offsets = _value_offsets(ewkb).astype(np.int64)
     data = np.frombuffer(ewkb.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].copy() if n else \
         np.empty(0, dtype=np.uint8)
     start = offsets[:-1] - offsets[0]
@@ -799,11 +797,18 @@ def _check_geometries(wkb: np.ndarray, rows: np.ndarray, name, key_at, start, sh
     return geoms, changed
 
 
+def _value_offsets(arr: pa.Array) -> np.ndarray:
+    """Where each value of a binary or string array (large or not) begins in its data buffer,
+    and where the last ends: one more offset than values, the array's own slice (no copy)."""
+    wide = pa.types.is_large_binary(arr.type) or pa.types.is_large_string(arr.type)
+    return np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
+
+
 def _utf8_bytes(col: pa.Array) -> np.ndarray:
     """The bytes of a string array's values, run together (no copy)."""
     if not len(col) or col.buffers()[2] is None:
         return np.empty(0, dtype=np.uint8)
-    offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + len(col) + 1]
+    offsets = _value_offsets(col)
     return np.frombuffer(col.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 

@@ -8,10 +8,10 @@ valid_to), NULL = still valid).
 from __future__ import annotations
 
 import hashlib
-import threading
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import itertools
 import queue
-from concurrent.futures import Future
 import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,15 +42,15 @@ from .errors import GisApprovalError, InputError, NotFoundError, PermissionDenie
 from .layerimport import (
     COPY_HEADER,
     COPY_TRAILER,
-    ImportOptions,
     STORED_COLUMNS,
-    LiveDigests,
+    ImportOptions,
     LayerImportError,
+    LiveDigests,
     Problem,
     SourceReport,
+    VectorSource,
     check_file,
     extract_shapefile,
-    VectorSource,
 )
 from .layerstore import file_sha256, store_raster
 from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User
@@ -261,31 +261,26 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
         fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
                                              layer.id)
         try:
-            vector = VectorSource(path, name, spec, jur.srid, jur.extent, options, report)
+            with VectorSource(path, name, spec, jur.srid, jur.extent, options, report) as vector:
+                if bulk:  # the layer's first import: straight into its partition-to-be
+                    checksum = summing.result()
+                    timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum
+                    version = _new_version(session, actor, layer, name, checksum, note=None)
+                    table = _new_partition_table(session, layer)
+                    loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", vector.batches(),
+                                           layer.id, version.number, freeze=True)
+                else:
+                    batches = vector.batches(fetch)
+                    first = next(batches, None)  # batches are read ahead while the live digests come
+                    known, summing = fetch.result(), _in_thread(file_sha256, source, stop)
+                    timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
+                    _new_staging(session)
+                    _copy_batches(session, f"layer_staging ({COLUMNS})",
+                                  batches if first is None else itertools.chain([first], batches))
         except BaseException:
             if fetch is not None:
-                fetch.exception()  # the session is free again once it is done
+                fetch.exception()  # the session is free again once the digests are done
             raise
-        with vector:
-            if bulk:  # the layer's first import: straight into its partition-to-be
-                checksum = summing.result()
-                timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum
-                version = _new_version(session, actor, layer, name, checksum, note=None)
-                table = _new_partition_table(session, layer)
-                loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", vector.batches(),
-                                       layer.id, version.number, freeze=True)
-            else:
-                batches = vector.batches(fetch)
-                try:
-                    first = next(batches, None)  # batches are read ahead while the live digests come
-                except BaseException:
-                    fetch.exception()
-                    raise
-                known, summing = fetch.result(), _in_thread(file_sha256, source, stop)
-                timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
-                _new_staging(session)
-                _copy_batches(session, f"layer_staging ({COLUMNS})",
-                              batches if first is None else itertools.chain([first], batches))
     timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
