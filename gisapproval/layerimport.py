@@ -700,12 +700,12 @@ def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Tr
     simple = np.diff(offsets) == (head or 0) + 16 * points if head else np.zeros(n, dtype=bool)
     if simple.any():
         counts = points[simple]
-        first = np.repeat(start[simple] + head - 16 * np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-        at = (first + 16 * np.arange(counts.sum()))[:, None] + np.arange(16)  # each point's 16 bytes
-        xy = data[at].view("<f8")
-        x, y = to_web.transform(xy[:, 0], xy[:, 1])
-        data[at] = np.column_stack([x, y]).astype("<f8").view(np.uint8)
-        data[(start[simple] + 5)[:, None] + np.arange(4)] = np.frombuffer(struct.pack("<I", 3857), dtype=np.uint8)
+        # where each point's x begins: its shape's coordinates follow its head, 16 bytes a point
+        before = np.cumsum(counts) - counts  # points of the shapes before it
+        x_at = np.repeat(start[simple] + head - 16 * before, counts) + 16 * np.arange(counts.sum())
+        doubles, words = _at_every_byte(data, "<f8"), _at_every_byte(data, "<u4")
+        doubles[x_at], doubles[x_at + 8] = to_web.transform(doubles[x_at], doubles[x_at + 8])
+        words[start[simple] + 5] = 3857  # the SRID, after the byte order and the type
     web = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer((offsets - offsets[0]).astype(np.int32)),
                                                   pa.py_buffer(data)])
     if simple.all():
@@ -716,6 +716,13 @@ def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Tr
                         strict=True):
         values[i] = value
     return pa.array(values, type=pa.binary())
+
+
+def _at_every_byte(data: np.ndarray, dtype: str) -> np.ndarray:
+    """A view of ``data`` (bytes) whose item ``k`` is the value of ``dtype`` that begins at byte
+    ``k`` (unaligned, overlapping): values at any offsets read and written in bulk, in place."""
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((max(len(data) - size + 1, 0),), dtype=dtype, buffer=data, strides=(1,))
 
 
 _POINT_EWKB = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")])

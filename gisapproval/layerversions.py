@@ -254,18 +254,17 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
         if fmt == "zipped Shapefile":
             path = extract_shapefile(source, name, Path(tmp), options.limits)
         # while the file is opened (its CRS resolved, its transformers made), another thread sums
-        # it (a first import) or the database gathers the live features' digests on the
-        # session's connection, which nothing else uses until they have come (a re-import: the
-        # file is summed once they have, the database then idle)
+        # it (a first import, while it is read too) or the database gathers the live features'
+        # digests on the session's connection, which nothing else uses until they have come (a
+        # re-import: the file is summed once they have, the database then idle)
         summing = _in_thread(file_sha256, source, stop) if bulk else None
         fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
                                              layer.id)
         try:
             with VectorSource(path, name, spec, jur.srid, jur.extent, options, report) as vector:
                 if bulk:  # the layer's first import: straight into its partition-to-be
-                    checksum = summing.result()
-                    timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening, checksum
-                    version = _new_version(session, actor, layer, name, checksum, note=None)
+                    timings = {"prepare": time.perf_counter() - t0}  # checks, lock, opening
+                    version = _new_version(session, actor, layer, name, "", note=None)  # its checksum once summed
                     table = _new_partition_table(session, layer)
                     loaded = _copy_batches(session, f"{table} (layer_id, valid_from, {COLUMNS})", vector.batches(),
                                            layer.id, version.number, freeze=True)
@@ -287,6 +286,7 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
     if report.problems:
         raise LayerImportError(layer.name, name, report.problems, report.more_problems)
     if bulk:
+        version.checksum = summing.result()  # summed while the file was read
         _index_and_attach(session, layer)
         timings["index_attach"] = time.perf_counter() - t0 - sum(timings.values())
         result = _finish_version(session, actor, layer, spec, version, staged=loaded, inserted=loaded, closed=0,

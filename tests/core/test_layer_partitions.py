@@ -4,6 +4,7 @@ sends the database only the features whose content digest differs (migration 001
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 
@@ -95,6 +96,9 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(hazard_laye
     # the second import compares with the partition's live features
     again = _import(s, settings, hazards(["H1", "H2", "H4"], risk="high"), tmp_path / "b.gpkg")
     assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
+    # each version records its file's checksum (the first's summed while the file was read)
+    for r, name in ((report, "a.gpkg"), (again, "b.gpkg")):
+        assert s.get(LayerVersion, r.version_id).checksum == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
     idents = dict(s.execute(sa.select(LayerFeature.feature_key, LayerFeature.ident)
                             .where(features_as_of(layer.id, again.number))).all())
     assert idents["H1"] == rows[0][2] and idents["H2"] == rows[1][2]  # changed: same ident
