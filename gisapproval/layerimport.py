@@ -505,9 +505,12 @@ class LiveDigests:
     def from_aggregates(cls, rows) -> LiveDigests:
         """From rows of (the keys run together in UTF-8, each key's length in bytes as a
         big-endian int4, each key's digest as 16 bytes or 16 zeros), as the database
-        aggregates them from layer_features (gisapproval.layerversions)."""
+        aggregates them from layer_features (gisapproval.layerversions); a row of nulls
+        (aggregates over no feature) holds none."""
         keys, digests = [], []
         for text, lengths, blob in rows:
+            if lengths is None:
+                continue
             size = np.frombuffer(lengths, dtype=">i4")
             offsets = np.zeros(len(size) + 1, dtype=np.int32)
             np.cumsum(size, out=offsets[1:])
@@ -519,6 +522,10 @@ class LiveDigests:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def all_known(self) -> bool:
+        """Whether every live feature has its digest (none is all zeros)."""
+        return bool(self.digests.any(axis=1).all())
+
     def find(self, digests: np.ndarray, keys: pa.Array) -> np.ndarray:
         """Each row's position among the live features with its (known) digest and its key,
         else -1. Looked up by the digest's first 64 bits; should two live digests share them,
@@ -527,9 +534,11 @@ class LiveDigests:
         key (the catalogue may have named another)."""
         if not len(self) or not len(digests):
             return np.full(len(digests), -1)
-        at = np.minimum(np.searchsorted(self.first_halves, digests[:, 0]), len(self) - 1)
+        by_digest = np.argsort(digests[:, 0])  # searched in order, the search runs through memory in order too
+        at = np.empty(len(digests), dtype=np.int64)
+        at[by_digest] = np.minimum(np.searchsorted(self.first_halves, digests[by_digest, 0]), len(self) - 1)
         found = self.digests[at]
-        match = found.any(axis=1) & (found == digests).all(axis=1)
+        match = (found[:, 0] == digests[:, 0]) & (found[:, 1] == digests[:, 1]) & (found != 0).any(axis=1)
         rows = np.flatnonzero(match)
         if len(rows):
             same_key = pc.equal(self.keys.take(pa.array(self.order[at[rows]], type=pa.int64())),

@@ -205,25 +205,39 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
         return cur.rowcount
 
 
-# The live features' keys and digests, aggregated by the database into a few long values (a
-# row per group of at most a million ids) rather than sent as a row each: keys run together
-# (UTF-8), each key's length in bytes, each digest's 16 bytes (zeros where not known). The
-# three aggregates of a group are fed its rows in one pass, so in the same order; were they
-# not, keys and digests would not match and the features would be compared in the database
-# (LiveDigests.find checks the key of every match).
+# The live features' keys and digests, aggregated by the database into a few long values
+# rather than sent as a row each: keys run together (UTF-8), each key's length in bytes, each
+# digest's 16 bytes (zeros where not known). The three aggregates of a row are fed its rows in
+# one pass, so in the same order; were they not, keys and digests would not match and the
+# features would be compared in the database (LiveDigests.find checks the key of every match).
+# One row, or, for a layer of more than a million live features, a row per group of at most a
+# million ids: a value holds at most 1 GB, and a million keys of 200 characters can take 800 MB
+# (grouping sorts the rows, a third of the query's time, so small layers are not grouped).
 LIVE_DIGESTS = """
 SELECT convert_to(string_agg(feature_key, ''), 'UTF8'), string_agg(int4send(octet_length(feature_key)), ''::bytea),
        string_agg(coalesce(uuid_send(content_digest), '\\x00000000000000000000000000000000'::bytea), ''::bytea)
 FROM layer_features WHERE layer_id = %s AND valid_to IS NULL
-GROUP BY id / 1000000
 """
+LIVE_DIGESTS_GROUPED = LIVE_DIGESTS + "GROUP BY id / 1000000\n"
+ONE_ROW_OF_DIGESTS = 1_000_000  # live features up to which their digests come in one row
+LIVE_COUNT = """
+SELECT v.count_added + v.count_changed + v.count_unchanged
+FROM layers l JOIN layer_versions v ON v.id = l.current_version_id WHERE l.id = %s
+"""
+
+
+def _live_digests_sql(live: int | None) -> str:
+    """The query of a layer's live digests, given how many live features its current version
+    has (None: not known)."""
+    return LIVE_DIGESTS if live is not None and live <= ONE_ROW_OF_DIGESTS else LIVE_DIGESTS_GROUPED
 
 
 def _live_digests(conn, layer_id: int) -> LiveDigests:
     """The layer's live features' keys and content digests (``LIVE_DIGESTS``), through the
     session's own connection (psycopg)."""
     with conn.cursor(binary=True) as cur:
-        cur.execute(LIVE_DIGESTS, (layer_id,))
+        live = cur.execute(LIVE_COUNT, (layer_id,)).fetchone()
+        cur.execute(_live_digests_sql(None if live is None else live[0]), (layer_id,))
         return LiveDigests.from_aggregates(cur)
 
 
@@ -296,7 +310,7 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
         timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
         removed = known.removed(report.other_keys())
         result = _apply_staging(session, actor, layer, spec, name, summing.result(), note=None, timings=timings,
-                                removed=removed, total=report.valid)
+                                removed=removed, total=report.valid, digests_known=known.all_known())
     return result
 
 
@@ -434,13 +448,13 @@ IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
                    note: str | None, event_type: str = "layer_version.published", extra: dict | None = None,
                    timings: dict | None = None, removed: list[str] | None = None,
-                   total: int | None = None) -> VersionReport:
+                   total: int | None = None, digests_known: bool = False) -> VersionReport:
     """Make the layer's next version from ``layer_staging``, writing only the differences.
 
     With ``removed`` (a re-import), the staging table holds the new and possibly changed
     features, ``removed`` the keys to retire, and ``total`` how many features the new version
     has; every other live feature stays as it is. Without it (a rollback), the staging table
-    holds the whole new content."""
+    holds the whole new content. ``digests_known``: every live feature has its digest."""
     timings = {} if timings is None else timings
     t = time.perf_counter()
     version = _new_version(session, actor, layer, source_name, checksum, note)
@@ -454,11 +468,11 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
     n_changed = session.execute(sa.text(
         f"UPDATE layer_features f SET valid_to = :v FROM layer_staging s "
         f"WHERE {live} AND f.feature_key = s.feature_key AND NOT {same_content('s', 'f')}"), p).rowcount
-    # the features found unchanged by content keep the digest just computed for them
-    session.execute(sa.text(
-        f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
-        f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
-        f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
+    if not digests_known:  # the features without one found unchanged by content keep the one just computed
+        session.execute(sa.text(
+            f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
+            f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
+            f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
     inserted = session.execute(sa.text(
         f"INSERT INTO layer_features (layer_id, valid_from, {COLUMNS}, ident) "
         f"SELECT :layer, :v, {', '.join('s.' + c for c in STORED_COLUMNS)}, {IDENT_SQL} FROM layer_staging s "

@@ -284,17 +284,19 @@ def test_a_reimport_writes_what_changed_and_nothing_else(hazard_layer, settings,
 
 def test_features_without_a_digest_are_compared_by_content_and_get_one(hazard_layer, settings, tmp_path):
     """Rows written before migration 0010 have no digest: the next import compares them by
-    content, finds them unchanged, and records their digest."""
+    content, finds them unchanged, and records their digest — also when the layer's other
+    features have theirs."""
     s, layer = hazard_layer
-    _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
     first = _live(s, layer.id)
-    s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id).values(content_digest=None))
-    frame = hazards(["H1", "H2"])
+    s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id, LayerFeature.feature_key != "H3")
+              .values(content_digest=None))
+    frame = hazards(["H1", "H2", "H3"])
     frame.loc[1, "risk_level"] = "high"
     again = _import(s, settings, frame, tmp_path / "b.gpkg")
-    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 1)
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
     now = _live(s, layer.id)
-    assert now["H1"] == first["H1"]  # same row, its digest recorded again
+    assert now["H1"] == first["H1"] and now["H3"] == first["H3"]  # same rows, H1's digest recorded again
     assert now["H2"][0] != first["H2"][0] and now["H2"][1] is not None
 
 
@@ -418,6 +420,33 @@ def _slow_digests(monkeypatch, seconds=0.5, fail=False):
 
     monkeypatch.setattr(layerversions, "_live_digests", slow)
     return came
+
+
+@pytest.mark.parametrize("one_row_up_to", [1_000_000, 2])
+def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp_path, monkeypatch, one_row_up_to):
+    """A layer of up to a million live features gets its digests as one row, a larger one
+    grouped by ids (here: more than 2); either way each key comes with its own digest, and a
+    re-import finds what it holds."""
+    from gisapproval import layerversions
+    from gisapproval.layerimport import LiveDigests
+
+    monkeypatch.setattr(layerversions, "ONE_ROW_OF_DIGESTS", one_row_up_to)
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    conn = s.connection().connection.driver_connection
+    known = layerversions._live_digests(conn, layer.id)
+    live = _live(s, layer.id)
+    in_digest_order = known.keys.take(known.order).to_pylist()
+    assert {k: bytes(d.astype("<u8").tobytes()) for k, d in zip(in_digest_order, known.digests, strict=True)} == {
+        k: d for k, (_, d) in live.items()}
+    grouped = layerversions.LIVE_DIGESTS_GROUPED
+    assert (layerversions._live_digests_sql(3) is grouped) == (one_row_up_to < 3)
+    assert layerversions._live_digests_sql(None) is grouped  # a layer whose live count is not known
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[0, "risk_level"] = "high"
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+    assert len(LiveDigests.from_aggregates([(None, None, None)])) == 0  # one row over no feature: nulls
 
 
 def test_batches_are_read_ahead_while_the_live_digests_come(hazard_layer, settings, tmp_path, monkeypatch):
