@@ -11,12 +11,13 @@ a worker thread sends one batch while the next is read and checked:
 - a later import first has the database gather the live features' keys and content digests
   (migration 0010) while the source is opened and its first batches read. The source's
   features whose digest is among them are the layer's already and go no further; the others
-  go into a temporary table, are compared with the live features by key and content
-  (``same_content``), and only the differences are written (set-based). Keys the source no
-  longer holds are retired.
+  go, a batch at a time while the next is read, into a temporary table, are compared with the
+  live features by key and content (``same_content``), and only the differences are written
+  (set-based). Keys the source no longer holds are retired at the end.
 
-Until the caller commits, every other session keeps seeing the previous version.
-``VersionReport.timings`` tells where an import's time went.
+A refused import takes back what it wrote (a savepoint); until the caller commits, every other
+session keeps seeing the previous version. ``VersionReport.timings`` tells where an import's
+time went.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from psycopg.copy import LibpqWriter
 from sqlalchemy.orm import Session
@@ -43,6 +46,7 @@ from .layerimport import (
     COPY_HEADER,
     COPY_TRAILER,
     STORED_COLUMNS,
+    Batch,
     ImportOptions,
     LayerImportError,
     LiveDigests,
@@ -155,35 +159,51 @@ def _index_staging(session: Session) -> None:
     session.execute(sa.text("ANALYZE layer_staging (feature_key)"))  # its size and keys: what the joins need
 
 
-class _BackgroundWriter(LibpqWriter):
-    """Sends COPY data from a worker thread, so that the next batch is read and checked while
-    the server stores the last one. At most ``depth`` batches wait, which keeps memory bounded."""
+class _Worker:
+    """Work handed over (``put``) and done in order by a worker thread while this one goes on.
+    At most ``depth`` items wait, which keeps memory bounded. Once an item fails, the rest are
+    not done; the failure is raised here at the next ``put`` or at ``join``."""
 
-    def __init__(self, cursor, depth: int = 2):
-        super().__init__(cursor)
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+    def __init__(self, work: Callable, name: str, depth: int = 2):
+        self._do, self._queue = work, queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="gisapproval-copy", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def _work(self) -> None:
-        while (data := self._queue.get()) is not None:
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    super().write(data)
-                except BaseException as exc:  # handed to the main thread at its next write or at the end
+                    self._do(item)
+                except BaseException as exc:  # handed to the main thread
                     self._error = exc
 
-    def write(self, data) -> None:
+    def put(self, item) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(data)
+        self._queue.put(item)
 
-    def finish(self, exc: BaseException | None = None) -> None:
+    def join(self, exc: BaseException | None = None) -> None:
+        """Wait for what was handed over; raise what failed (unless ``exc`` is already on its way)."""
         self._queue.put(None)
         self._thread.join()
         if self._error is not None and exc is None:
             raise self._error
+
+
+class _BackgroundWriter(LibpqWriter):
+    """Sends COPY data from a worker thread, so that the next batch is read and checked while
+    the server stores the last one."""
+
+    def __init__(self, cursor):
+        super().__init__(cursor)
+        self._worker = _Worker(super().write, "gisapproval-copy")
+
+    def write(self, data) -> None:
+        self._worker.put(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        self._worker.join(exc)
         super().finish(exc)
 
 
@@ -287,14 +307,21 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
                     first = next(batches, None)  # batches are read ahead while the live digests come
                     known, summing = fetch.result(), _in_thread(file_sha256, source, stop)
                     timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
+                    version = _new_version(session, actor, layer, name, "", note=None)  # its checksum once summed
                     _new_staging(session)
-                    _copy_batches(session, f"layer_staging ({COLUMNS})",
-                                  batches if first is None else itertools.chain([first], batches))
+                    writer = _DifferenceWriter(session, layer.id, version.number, report, known.all_known())
+                    try:
+                        for batch in batches if first is None else itertools.chain([first], batches):
+                            writer.write(batch)
+                    except BaseException as exc:
+                        writer.finish(exc)
+                        raise
+                    writer.finish()
         except BaseException:
             if fetch is not None:
                 fetch.exception()  # the session is free again once the digests are done
             raise
-    timings["read_check_copy"] = time.perf_counter() - t0 - sum(timings.values())
+    timings["read_check_copy" if bulk else "read_check_write"] = time.perf_counter() - t0 - sum(timings.values())
     if report.features == 0 and not report.problems:
         raise LayerImportError(layer.name, name, [Problem(name, "the source holds no features")])
     if report.problems:
@@ -306,11 +333,11 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
         result = _finish_version(session, actor, layer, spec, version, staged=loaded, inserted=loaded, closed=0,
                                  changed=0, timings=timings)
     else:
-        _index_staging(session)
-        timings["stage"] = time.perf_counter() - t0 - sum(timings.values())
-        removed = known.removed(report.other_keys())
-        result = _apply_staging(session, actor, layer, spec, name, summing.result(), note=None, timings=timings,
-                                removed=removed, total=report.valid, digests_known=known.all_known())
+        n_removed = _retire(session.connection(), layer.id, version.number, known.removed(report.other_keys()))
+        version.checksum = summing.result()
+        timings["write_removals"] = time.perf_counter() - t0 - sum(timings.values())
+        result = _finish_version(session, actor, layer, spec, version, staged=report.valid, inserted=writer.inserted,
+                                 closed=n_removed + writer.changed, changed=writer.changed, timings=timings)
     return result
 
 
@@ -337,11 +364,14 @@ def publish_layer_version(
         return _publish_raster(session, settings, actor, layer, source, name, file_sha256(source), options, t0)
     report = SourceReport()
     stop = threading.Event()  # the file's checksum is given up with the import
+    written = session.begin_nested()  # a refused import takes back what it wrote
     try:
         result = _publish_vector(session, settings, actor, layer, spec, source, name, fmt, options, report, stop, t0)
     except BaseException:
         stop.set()
+        written.rollback()
         raise
+    written.commit()
     result.repairs, result.source_crs, result.features = report.repairs, report.source_crs, report.features
     result.seconds = time.perf_counter() - t0
     if report.repairs:
@@ -445,44 +475,95 @@ IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = 
              " ORDER BY g.valid_from DESC LIMIT 1), nextval('layer_features_id_seq'))")
 
 
-def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
-                   note: str | None, event_type: str = "layer_version.published", extra: dict | None = None,
-                   timings: dict | None = None, removed: list[str] | None = None,
-                   total: int | None = None, digests_known: bool = False) -> VersionReport:
-    """Make the layer's next version from ``layer_staging``, writing only the differences.
-
-    With ``removed`` (a re-import), the staging table holds the new and possibly changed
-    features, ``removed`` the keys to retire, and ``total`` how many features the new version
-    has; every other live feature stays as it is. Without it (a rollback), the staging table
-    holds the whole new content. ``digests_known``: every live feature has its digest."""
-    timings = {} if timings is None else timings
-    t = time.perf_counter()
-    version = _new_version(session, actor, layer, source_name, checksum, note)
-    ensure_partition(session, layer)
-    p = {"layer": layer.id, "v": version.number, "removed": removed or []}
-    live = "f.layer_id = :layer AND f.valid_to IS NULL"
-    gone = ("f.feature_key = ANY(:removed)" if removed is not None else
+def _retire(conn: sa.Connection, layer_id: int, number: int, keys: list[str] | None) -> int:
+    """Retire (as of version ``number``) the live features with these keys (None: those that
+    ``layer_staging`` lacks). Returns how many."""
+    if keys is not None and not keys:
+        return 0
+    gone = ("f.feature_key = ANY(:keys)" if keys is not None else
             "NOT EXISTS (SELECT 1 FROM layer_staging s WHERE s.feature_key = f.feature_key)")
-    n_removed = session.execute(sa.text(f"UPDATE layer_features f SET valid_to = :v WHERE {live} AND {gone}"),
-                                p).rowcount
-    n_changed = session.execute(sa.text(
+    return conn.execute(sa.text(f"UPDATE layer_features f SET valid_to = :v "
+                                f"WHERE f.layer_id = :layer AND f.valid_to IS NULL AND {gone}"),
+                        {"layer": layer_id, "v": number, "keys": keys or []}).rowcount
+
+
+def _write_differences(conn: sa.Connection, layer_id: int, number: int, *, removed: list[str] | None = None,
+                       digests_known: bool = False) -> tuple[int, int, int]:
+    """Write version ``number``'s differences from ``layer_staging``: retire the live features
+    whose key is in ``removed`` (None: those the staging table lacks, as it holds the whole new
+    content) and those it holds changed, give the ones without a digest (unless
+    ``digests_known``) that it holds unchanged the digest just computed, and insert the new and
+    changed. Returns how many were removed, changed and inserted."""
+    p = {"layer": layer_id, "v": number}
+    live = "f.layer_id = :layer AND f.valid_to IS NULL"
+    n_removed = _retire(conn, layer_id, number, removed)
+    n_changed = conn.execute(sa.text(
         f"UPDATE layer_features f SET valid_to = :v FROM layer_staging s "
         f"WHERE {live} AND f.feature_key = s.feature_key AND NOT {same_content('s', 'f')}"), p).rowcount
-    if not digests_known:  # the features without one found unchanged by content keep the one just computed
-        session.execute(sa.text(
+    if not digests_known:
+        conn.execute(sa.text(
             f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
             f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
             f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
-    inserted = session.execute(sa.text(
+    inserted = conn.execute(sa.text(
         f"INSERT INTO layer_features (layer_id, valid_from, {COLUMNS}, ident) "
         f"SELECT :layer, :v, {', '.join('s.' + c for c in STORED_COLUMNS)}, {IDENT_SQL} FROM layer_staging s "
         f"WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE {live} AND f.feature_key = s.feature_key)"),
         p).rowcount
-    staged = total if total is not None else session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
+    return n_removed, n_changed, inserted
+
+
+def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
+                   note: str | None, event_type: str = "layer_version.published", extra: dict | None = None
+                   ) -> VersionReport:
+    """Make the layer's next version from ``layer_staging``, which holds its whole content
+    (a rollback), writing only the differences."""
+    timings: dict = {}
+    t = time.perf_counter()
+    version = _new_version(session, actor, layer, source_name, checksum, note)
+    ensure_partition(session, layer)
+    n_removed, n_changed, inserted = _write_differences(session.connection(), layer.id, version.number)
+    staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
     timings["write_differences"] = time.perf_counter() - t
     return _finish_version(session, actor, layer, spec, version, staged=staged, inserted=inserted,
                            closed=n_removed + n_changed, changed=n_changed, timings=timings, event_type=event_type,
                            extra=extra)
+
+
+class _DifferenceWriter:
+    """A re-import's differences, written batch by batch in a worker thread on the session's
+    connection while this thread reads and checks the next batch: a batch's features that are
+    not live as they are go into ``layer_staging`` (binary COPY), are compared with the live
+    features and written (``_write_differences``), and the staging table is emptied again. A
+    batch holding a key twice is not written: the import will be refused for it (duplicate keys
+    are reported once the whole source is read), as it will be for any problem found, after
+    which no batch is written either."""
+
+    def __init__(self, session: Session, layer_id: int, number: int, report: SourceReport, digests_known: bool):
+        self.conn, self.layer_id, self.number = session.connection(), layer_id, number
+        self.report, self.digests_known = report, digests_known
+        self.changed = self.inserted = 0
+        self._worker = _Worker(self._write, "gisapproval-differences")
+
+    def _write(self, batch: Batch) -> None:
+        if self.report.problems or pc.count_distinct(batch.table.column("feature_key")).as_py() < batch.num_rows:
+            return
+        with self.conn.connection.driver_connection.cursor() as cur:
+            with cur.copy(f"COPY layer_staging ({COLUMNS}) FROM STDIN WITH (FORMAT binary)") as copy:
+                copy.write(COPY_HEADER + batch.copy_data() + COPY_TRAILER)
+        _, changed, inserted = _write_differences(self.conn, self.layer_id, self.number, removed=[],
+                                                  digests_known=self.digests_known)
+        self.conn.execute(sa.text("TRUNCATE layer_staging"))
+        self.changed, self.inserted = self.changed + changed, self.inserted + inserted
+
+    def write(self, batch: Batch) -> None:
+        if batch.num_rows:
+            self._worker.put(batch)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """Wait for the batches handed over; raise what went wrong writing them (unless ``exc``
+        is already on its way)."""
+        self._worker.join(exc)
 
 
 def _finish_version(session: Session, actor, layer: Layer, spec: LayerSpec, version: LayerVersion, *, staged: int,

@@ -300,17 +300,28 @@ def test_features_without_a_digest_are_compared_by_content_and_get_one(hazard_la
     assert now["H2"][0] != first["H2"][0] and now["H2"][1] is not None
 
 
+@pytest.mark.parametrize("batch_size", [20_000, 1])  # all in one batch; each feature a batch of its own
 @pytest.mark.parametrize("extra, key, times", [
     ([("H1", "medium")], "H1", 2),  # a live feature as it is, twice
     ([("H1", "high")], "H1", 2),  # as it is, and changed
     ([("H1", "medium"), ("H1", "high")], "H1", 3),
     ([("H9", "low"), ("H9", "high")], "H9", 2),  # a new key, twice
+    ([("H1", "high"), ("H1", "low")], "H1", 3),  # changed twice
 ])
-def test_a_repeated_key_is_refused_wherever_it_hides(hazard_layer, settings, tmp_path, extra, key, times):
-    """Duplicates are found in the whole source, also among features that go no further."""
+def test_a_repeated_key_is_refused_wherever_it_hides(hazard_layer, settings, tmp_path, monkeypatch, extra, key,
+                                                     times, batch_size):
+    """Duplicates are found in the whole source, also among features that go no further; the
+    batches written before the second one was read are taken back."""
+    import functools
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource,
+                                                                         batch_size=batch_size))
     s, layer = hazard_layer
     _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
     first = _live(s, layer.id)
+    versions = s.scalar(sa.select(sa.func.count()).select_from(LayerVersion).where(LayerVersion.layer_id == layer.id))
     frame = hazards(["H1", "H2"])
     rows = [frame]
     for code, risk in extra:
@@ -321,6 +332,8 @@ def test_a_repeated_key_is_refused_wherever_it_hides(hazard_layer, settings, tmp
     with pytest.raises(InputError, match=rf"feature '{key}'.*key 'zone_code' appears {times} times"):
         _import(s, settings, twice, tmp_path / "b.gpkg")
     assert _live(s, layer.id) == first
+    assert s.scalar(sa.select(sa.func.count()).select_from(LayerVersion).where(
+        LayerVersion.layer_id == layer.id)) == versions
 
 
 def test_a_reprojected_source_is_found_unchanged_when_it_is(hazard_layer, settings, tmp_path):
@@ -490,6 +503,76 @@ def test_problems_are_listed_in_the_sources_order_also_when_read_ahead(hazard_la
     with pytest.raises(layerimport.LayerImportError) as refused:
         _import(s, settings, frame, tmp_path / "b.gpkg")
     assert [p.feature for p in refused.value.problems] == ["H1", "H6"]
+
+
+def test_a_reimport_writes_batch_by_batch_and_a_refusal_takes_it_all_back(hazard_layer, settings, tmp_path,
+                                                                           monkeypatch):
+    """A re-import writes each batch's changes while it reads the next; a problem found in a
+    later batch takes back those written before it, in the caller's transaction too."""
+    import functools
+    import threading
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
+    written, write, finish = [], layerversions._write_differences, layerimport._finish_batch
+    three_written = threading.Event()
+
+    def counted(*a, **k):
+        out = write(*a, **k)
+        written.append(k)
+        if len(written) == 3:
+            three_written.set()
+        return out
+
+    def last_waits(read, *a):  # the last batch is checked once the three before it are written
+        if read.start == 6:
+            three_written.wait(10)
+        return finish(read, *a)
+
+    s, layer = hazard_layer
+    codes = [f"H{i}" for i in range(1, 8)]
+    _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+    first = _live(s, layer.id)
+    monkeypatch.setattr(layerversions, "_write_differences", counted)
+    monkeypatch.setattr(layerimport, "_finish_batch", last_waits)
+    frame = hazards(codes, risk="high")  # every feature changed, in four batches
+    frame.loc[6, "geometry"] = shapely.box(0, 0, 10, 10)  # H7, the last batch: outside
+    with pytest.raises(layerimport.LayerImportError, match="H7.*outside the jurisdiction"):
+        _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert len(written) == 3  # the first three batches were written before H7 was checked
+    assert _live(s, layer.id) == first
+    assert [v.number for v in s.scalars(sa.select(LayerVersion).where(LayerVersion.layer_id == layer.id))] == [1]
+    frame.loc[6, "geometry"] = hazards(codes).geometry[6]
+    again = _import(s, settings, frame, tmp_path / "c.gpkg")
+    assert (again.number, again.added, again.changed, again.removed, again.unchanged) == (2, 0, 7, 0, 0)
+
+
+def test_a_batch_that_fails_to_be_written_fails_the_import(hazard_layer, settings, tmp_path, monkeypatch):
+    """A batch the database refuses fails the import; nothing of it stays and the session goes on."""
+    import functools
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
+    s, layer = hazard_layer
+    codes = [f"H{i}" for i in range(1, 8)]
+    _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+    first, calls, write = _live(s, layer.id), [], layerversions._write_differences
+
+    def fails_second(*a, **k):
+        calls.append(k)
+        if len(calls) == 2:
+            raise RuntimeError("the disk is full")
+        return write(*a, **k)
+
+    monkeypatch.setattr(layerversions, "_write_differences", fails_second)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        _import(s, settings, hazards(codes, risk="high"), tmp_path / "b.gpkg")
+    assert _live(s, layer.id) == first
+    monkeypatch.setattr(layerversions, "_write_differences", write)
+    again = _import(s, settings, hazards(codes, risk="high"), tmp_path / "c.gpkg")
+    assert (again.number, again.changed, again.unchanged) == (2, 7, 0)
 
 
 def test_live_digests_that_fail_to_come_fail_the_import(hazard_layer, settings, tmp_path, monkeypatch):
