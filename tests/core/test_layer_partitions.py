@@ -548,8 +548,11 @@ def test_a_reimport_writes_batch_by_batch_and_a_refusal_takes_it_all_back(hazard
     assert (again.number, again.added, again.changed, again.removed, again.unchanged) == (2, 0, 7, 0, 0)
 
 
-def test_a_batch_that_fails_to_be_written_fails_the_import(hazard_layer, settings, tmp_path, monkeypatch):
-    """A batch the database refuses fails the import; nothing of it stays and the session goes on."""
+@pytest.mark.parametrize("in_the_database", [False, True])
+def test_a_batch_that_fails_to_be_written_fails_the_import(hazard_layer, settings, tmp_path, monkeypatch,
+                                                           in_the_database):
+    """A batch that fails to be written (in the worker, or refused by the database) fails the
+    import; nothing of it stays and the session goes on."""
     import functools
 
     from gisapproval import layerimport, layerversions
@@ -560,14 +563,17 @@ def test_a_batch_that_fails_to_be_written_fails_the_import(hazard_layer, setting
     _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
     first, calls, write = _live(s, layer.id), [], layerversions._write_differences
 
-    def fails_second(*a, **k):
+    def fails_second(conn, *a, **k):
         calls.append(k)
         if len(calls) == 2:
+            if in_the_database:
+                conn.execute(sa.text("SELECT 1 / 0"))
             raise RuntimeError("the disk is full")
-        return write(*a, **k)
+        return write(conn, *a, **k)
 
     monkeypatch.setattr(layerversions, "_write_differences", fails_second)
-    with pytest.raises(RuntimeError, match="disk is full"):
+    with pytest.raises(sa.exc.DataError if in_the_database else RuntimeError,
+                       match="division by zero" if in_the_database else "disk is full"):
         _import(s, settings, hazards(codes, risk="high"), tmp_path / "b.gpkg")
     assert _live(s, layer.id) == first
     monkeypatch.setattr(layerversions, "_write_differences", write)
