@@ -522,10 +522,6 @@ class LiveDigests:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def all_known(self) -> bool:
-        """Whether every live feature has its digest (none is all zeros)."""
-        return bool(self.digests.any(axis=1).all())
-
     def find(self, digests: np.ndarray, keys: pa.Array) -> np.ndarray:
         """Each row's position among the live features with its (known) digest and its key,
         else -1. Looked up by the digest's first 64 bits; should two live digests share them,

@@ -161,18 +161,20 @@ def _index_staging(session: Session) -> None:
 
 class _Worker:
     """Work handed over (``put``) and done in order by a worker thread while this one goes on.
-    At most ``depth`` items wait, which keeps memory bounded. Once an item fails, the rest are
-    not done; the failure is raised here at the next ``put`` or at ``join``."""
+    At most ``depth`` items wait, which keeps memory bounded. Once an item fails, or this
+    thread gives up (``join`` with its exception), the rest are not done; a failure is raised
+    here at the next ``put`` or at ``join``."""
 
     def __init__(self, work: Callable, name: str, depth: int = 2):
         self._do, self._queue = work, queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._cancelled = self._ended = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            if self._error is None:
+            if self._error is None and not self._cancelled:
                 try:
                     self._do(item)
                 except BaseException as exc:  # handed to the main thread
@@ -184,9 +186,22 @@ class _Worker:
         self._queue.put(item)
 
     def join(self, exc: BaseException | None = None) -> None:
-        """Wait for what was handed over; raise what failed (unless ``exc`` is already on its way)."""
-        self._queue.put(None)
-        self._thread.join()
+        """Wait until the worker has ended: after what was handed over, or, with ``exc`` on its
+        way, after the item under way. Raise what failed (unless ``exc``). Interrupted while
+        waiting (Ctrl-C), it still waits for the item under way, so that whatever the worker
+        uses (a connection) is free again when the interrupt goes on."""
+        self._cancelled = self._cancelled or exc is not None
+        interrupted = None
+        while self._thread.is_alive():
+            try:
+                if not self._ended:
+                    self._queue.put(None)
+                    self._ended = True
+                self._thread.join()
+            except BaseException as again:
+                self._cancelled, interrupted = True, interrupted or again
+        if interrupted is not None:
+            raise interrupted
         if self._error is not None and exc is None:
             raise self._error
 
@@ -203,7 +218,11 @@ class _BackgroundWriter(LibpqWriter):
         self._worker.put(data)
 
     def finish(self, exc: BaseException | None = None) -> None:
-        self._worker.join(exc)
+        try:
+            self._worker.join(exc)
+        except BaseException as failed:
+            super().finish(exc or failed)  # the COPY ends, failed, and the connection is usable again
+            raise
         super().finish(exc)
 
 
@@ -309,14 +328,14 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
                     timings = {"prepare": time.perf_counter() - t0}  # ... the live digests, batches read meanwhile
                     version = _new_version(session, actor, layer, name, "", note=None)  # its checksum once summed
                     _new_staging(session)
-                    writer = _DifferenceWriter(session, layer.id, version.number, report, known.all_known())
+                    writer = _DifferenceWriter(session, layer.id, version.number, report)
                     try:
                         for batch in batches if first is None else itertools.chain([first], batches):
                             writer.write(batch)
+                        writer.finish()
                     except BaseException as exc:
                         writer.finish(exc)
                         raise
-                    writer.finish()
         except BaseException:
             if fetch is not None:
                 fetch.exception()  # the session is free again once the digests are done
@@ -487,24 +506,23 @@ def _retire(conn: sa.Connection, layer_id: int, number: int, keys: list[str] | N
                         {"layer": layer_id, "v": number, "keys": keys or []}).rowcount
 
 
-def _write_differences(conn: sa.Connection, layer_id: int, number: int, *, removed: list[str] | None = None,
-                       digests_known: bool = False) -> tuple[int, int, int]:
+def _write_differences(conn: sa.Connection, layer_id: int, number: int, *, removed: list[str] | None = None
+                       ) -> tuple[int, int, int]:
     """Write version ``number``'s differences from ``layer_staging``: retire the live features
     whose key is in ``removed`` (None: those the staging table lacks, as it holds the whole new
-    content) and those it holds changed, give the ones without a digest (unless
-    ``digests_known``) that it holds unchanged the digest just computed, and insert the new and
-    changed. Returns how many were removed, changed and inserted."""
+    content) and those it holds changed, give those it holds unchanged the digest just computed
+    (a feature written before migration 0010 has none), and insert the new and changed. Returns
+    how many were removed, changed and inserted."""
     p = {"layer": layer_id, "v": number}
     live = "f.layer_id = :layer AND f.valid_to IS NULL"
     n_removed = _retire(conn, layer_id, number, removed)
     n_changed = conn.execute(sa.text(
         f"UPDATE layer_features f SET valid_to = :v FROM layer_staging s "
         f"WHERE {live} AND f.feature_key = s.feature_key AND NOT {same_content('s', 'f')}"), p).rowcount
-    if not digests_known:
-        conn.execute(sa.text(
-            f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
-            f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
-            f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
+    conn.execute(sa.text(
+        f"UPDATE layer_features f SET content_digest = s.content_digest FROM layer_staging s "
+        f"WHERE {live} AND f.feature_key = s.feature_key AND s.content_digest IS NOT NULL "
+        f"AND f.content_digest IS DISTINCT FROM s.content_digest"), p)
     inserted = conn.execute(sa.text(
         f"INSERT INTO layer_features (layer_id, valid_from, {COLUMNS}, ident) "
         f"SELECT :layer, :v, {', '.join('s.' + c for c in STORED_COLUMNS)}, {IDENT_SQL} FROM layer_staging s "
@@ -539,9 +557,8 @@ class _DifferenceWriter:
     are reported once the whole source is read), as it will be for any problem found, after
     which no batch is written either."""
 
-    def __init__(self, session: Session, layer_id: int, number: int, report: SourceReport, digests_known: bool):
-        self.conn, self.layer_id, self.number = session.connection(), layer_id, number
-        self.report, self.digests_known = report, digests_known
+    def __init__(self, session: Session, layer_id: int, number: int, report: SourceReport):
+        self.conn, self.layer_id, self.number, self.report = session.connection(), layer_id, number, report
         self.changed = self.inserted = 0
         self._worker = _Worker(self._write, "gisapproval-differences")
 
@@ -551,8 +568,7 @@ class _DifferenceWriter:
         with self.conn.connection.driver_connection.cursor() as cur:
             with cur.copy(f"COPY layer_staging ({COLUMNS}) FROM STDIN WITH (FORMAT binary)") as copy:
                 copy.write(COPY_HEADER + batch.copy_data() + COPY_TRAILER)
-        _, changed, inserted = _write_differences(self.conn, self.layer_id, self.number, removed=[],
-                                                  digests_known=self.digests_known)
+        _, changed, inserted = _write_differences(self.conn, self.layer_id, self.number, removed=[])
         self.conn.execute(sa.text("TRUNCATE layer_staging"))
         self.changed, self.inserted = self.changed + changed, self.inserted + inserted
 

@@ -447,7 +447,10 @@ def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp
     s, layer = hazard_layer
     _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
     conn = s.connection().connection.driver_connection
+    counted, choose = [], layerversions._live_digests_sql
+    monkeypatch.setattr(layerversions, "_live_digests_sql", lambda live: counted.append(live) or choose(live))
     known = layerversions._live_digests(conn, layer.id)
+    assert counted == [3]  # the current version's live features
     live = _live(s, layer.id)
     in_digest_order = known.keys.take(known.order).to_pylist()
     assert {k: bytes(d.astype("<u8").tobytes()) for k, d in zip(in_digest_order, known.digests, strict=True)} == {
@@ -579,6 +582,62 @@ def test_a_batch_that_fails_to_be_written_fails_the_import(hazard_layer, setting
     monkeypatch.setattr(layerversions, "_write_differences", write)
     again = _import(s, settings, hazards(codes, risk="high"), tmp_path / "c.gpkg")
     assert (again.number, again.changed, again.unchanged) == (2, 7, 0)
+
+
+def test_an_interrupt_while_the_last_batches_are_written_waits_for_them(hazard_layer, settings, tmp_path,
+                                                                          monkeypatch):
+    """Ctrl-C while a re-import waits for its last batches to be written: the batch under way is
+    finished (the connection is the session's), the rest given up, the import taken back."""
+    import functools
+    import threading
+    import time
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=1))
+    s, layer = hazard_layer
+    codes = [f"H{i}" for i in range(1, 9)]
+    _import(s, settings, hazards(codes), tmp_path / "a.gpkg")
+    first, write, written = _live(s, layer.id), layerversions._write_differences, []
+
+    def slow(*a, **k):
+        time.sleep(0.1)
+        written.append(write(*a, **k))
+        return written[-1]
+
+    class InterruptedOnce:  # the worker's thread, as the main thread waits for it: Ctrl-C comes once
+        def __init__(self, thread):
+            self.thread, self.interrupted = thread, False
+
+        def is_alive(self):
+            return self.thread.is_alive()
+
+        def join(self):
+            if not self.interrupted:
+                self.interrupted = True
+                raise KeyboardInterrupt
+            self.thread.join()
+
+    workers, init = [], layerversions._Worker.__init__
+
+    def interrupted_init(self, work, name, depth=2):
+        init(self, work, name, depth)
+        if name == "gisapproval-differences":
+            self._thread = InterruptedOnce(self._thread)
+            workers.append(self)
+
+    monkeypatch.setattr(layerversions, "_write_differences", slow)
+    monkeypatch.setattr(layerversions._Worker, "__init__", interrupted_init)
+    with pytest.raises(KeyboardInterrupt):
+        _import(s, settings, hazards(codes, risk="high"), tmp_path / "b.gpkg")
+    assert not workers[0]._thread.thread.is_alive()  # ended before the interrupt went on
+    assert 0 < len(written) < len(codes)  # the batch under way was finished, the rest given up
+    assert not [t for t in threading.enumerate() if t.name == "gisapproval-differences"]
+    assert _live(s, layer.id) == first
+    monkeypatch.setattr(layerversions, "_write_differences", write)
+    monkeypatch.setattr(layerversions._Worker, "__init__", init)
+    again = _import(s, settings, hazards(codes, risk="high"), tmp_path / "c.gpkg")
+    assert (again.number, again.changed, again.unchanged) == (2, 8, 0)
 
 
 def test_live_digests_that_fail_to_come_fail_the_import(hazard_layer, settings, tmp_path, monkeypatch):
