@@ -640,6 +640,39 @@ def test_an_interrupt_while_the_last_batches_are_written_waits_for_them(hazard_l
     assert (again.number, again.changed, again.unchanged) == (2, 8, 0)
 
 
+@pytest.mark.parametrize("failure", [RuntimeError("the network went away"), KeyboardInterrupt()])
+def test_a_first_import_whose_copy_fails_leaves_nothing(fresh_engine, settings, tmp_path, monkeypatch, failure):
+    """Sending a first import's rows fails (or Ctrl-C comes) half-way: the COPY ends, failed, no
+    table or version stays, and the session goes on."""
+    import functools
+
+    from psycopg.copy import LibpqWriter
+
+    from gisapproval import layerimport, layerversions
+
+    monkeypatch.setattr(layerversions, "VectorSource", functools.partial(layerimport.VectorSource, batch_size=2))
+    sent, send = [], LibpqWriter.write
+
+    def fails_third(self, data):
+        sent.append(len(data))
+        if len(sent) == 3:  # the header, a batch, then this
+            raise failure
+        send(self, data)
+
+    with Session(fresh_engine) as s:
+        layer = s.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+        monkeypatch.setattr(LibpqWriter, "write", fails_third)
+        with pytest.raises(type(failure)):
+            _import(s, settings, hazards([f"H{i}" for i in range(1, 8)]), tmp_path / "a.gpkg")
+        monkeypatch.setattr(LibpqWriter, "write", send)
+        assert s.scalar(sa.text("SELECT to_regclass(:t)"), {"t": partition_name(layer.id)}) is None
+        assert s.scalar(sa.select(sa.func.count()).select_from(LayerVersion).where(
+            LayerVersion.layer_id == layer.id)) == 0
+        report = _import(s, settings, hazards(["H1", "H2"]), tmp_path / "b.gpkg")
+        assert (report.number, report.added) == (1, 2)
+        s.rollback()
+
+
 def test_live_digests_that_fail_to_come_fail_the_import(hazard_layer, settings, tmp_path, monkeypatch):
     s, layer = hazard_layer
     _import(s, settings, hazards(["H1", "H2"]), tmp_path / "a.gpkg")
