@@ -309,7 +309,7 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
         # while the file is opened (its CRS resolved, its transformers made), another thread sums
         # it (a first import, while it is read too) or the database gathers the live features'
         # digests on the session's connection, which nothing else uses until they have come (a
-        # re-import: the file is summed once they have, the database then idle)
+        # re-import: the file is summed once they have, while the batches are read and written)
         summing = _in_thread(file_sha256, source, stop) if bulk else None
         fetch = None if bulk else _in_thread(_live_digests, session.connection().connection.driver_connection,
                                              layer.id)
@@ -496,7 +496,7 @@ IDENT_SQL = ("coalesce((SELECT g.ident FROM layer_features g WHERE g.layer_id = 
 
 def _retire(conn: sa.Connection, layer_id: int, number: int, keys: list[str] | None) -> int:
     """Retire (as of version ``number``) the live features with these keys (None: those that
-    ``layer_staging`` lacks). Returns how many."""
+    ``layer_staging``, holding the version's whole content, lacks). Returns how many."""
     if keys is not None and not keys:
         return 0
     gone = ("f.feature_key = ANY(:keys)" if keys is not None else
@@ -506,16 +506,13 @@ def _retire(conn: sa.Connection, layer_id: int, number: int, keys: list[str] | N
                         {"layer": layer_id, "v": number, "keys": keys or []}).rowcount
 
 
-def _write_differences(conn: sa.Connection, layer_id: int, number: int, *, removed: list[str] | None = None
-                       ) -> tuple[int, int, int]:
-    """Write version ``number``'s differences from ``layer_staging``: retire the live features
-    whose key is in ``removed`` (None: those the staging table lacks, as it holds the whole new
-    content) and those it holds changed, give those it holds unchanged the digest just computed
-    (a feature written before migration 0010 has none), and insert the new and changed. Returns
-    how many were removed, changed and inserted."""
+def _write_differences(conn: sa.Connection, layer_id: int, number: int) -> tuple[int, int]:
+    """Write version ``number``'s differences from the features in ``layer_staging``: retire
+    the live features it holds changed, give those it holds unchanged the digest just computed
+    (a feature written before migration 0010 has none), and insert the new and changed.
+    Returns how many were changed and inserted."""
     p = {"layer": layer_id, "v": number}
     live = "f.layer_id = :layer AND f.valid_to IS NULL"
-    n_removed = _retire(conn, layer_id, number, removed)
     n_changed = conn.execute(sa.text(
         f"UPDATE layer_features f SET valid_to = :v FROM layer_staging s "
         f"WHERE {live} AND f.feature_key = s.feature_key AND NOT {same_content('s', 'f')}"), p).rowcount
@@ -528,7 +525,7 @@ def _write_differences(conn: sa.Connection, layer_id: int, number: int, *, remov
         f"SELECT :layer, :v, {', '.join('s.' + c for c in STORED_COLUMNS)}, {IDENT_SQL} FROM layer_staging s "
         f"WHERE NOT EXISTS (SELECT 1 FROM layer_features f WHERE {live} AND f.feature_key = s.feature_key)"),
         p).rowcount
-    return n_removed, n_changed, inserted
+    return n_changed, inserted
 
 
 def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, source_name: str, checksum: str,
@@ -540,7 +537,8 @@ def _apply_staging(session: Session, actor, layer: Layer, spec: LayerSpec, sourc
     t = time.perf_counter()
     version = _new_version(session, actor, layer, source_name, checksum, note)
     ensure_partition(session, layer)
-    n_removed, n_changed, inserted = _write_differences(session.connection(), layer.id, version.number)
+    n_removed = _retire(session.connection(), layer.id, version.number, None)
+    n_changed, inserted = _write_differences(session.connection(), layer.id, version.number)
     staged = session.scalar(sa.text("SELECT count(*) FROM layer_staging"))
     timings["write_differences"] = time.perf_counter() - t
     return _finish_version(session, actor, layer, spec, version, staged=staged, inserted=inserted,
@@ -568,7 +566,7 @@ class _DifferenceWriter:
         with self.conn.connection.driver_connection.cursor() as cur:
             with cur.copy(f"COPY layer_staging ({COLUMNS}) FROM STDIN WITH (FORMAT binary)") as copy:
                 copy.write(COPY_HEADER + batch.copy_data() + COPY_TRAILER)
-        _, changed, inserted = _write_differences(self.conn, self.layer_id, self.number, removed=[])
+        changed, inserted = _write_differences(self.conn, self.layer_id, self.number)
         self.conn.execute(sa.text("TRUNCATE layer_staging"))
         self.changed, self.inserted = self.changed + changed, self.inserted + inserted
 
