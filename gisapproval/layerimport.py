@@ -22,6 +22,7 @@ import json
 import math
 import stat
 import struct
+import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ import pyogrio
 import shapely
 import xxhash
 from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError
+from pyproj.exceptions import CRSError, ProjError
 
 from .catalogue import LayerSpec
 from .errors import InputError
@@ -338,7 +339,7 @@ class VectorSource:
             target = CRS.from_epsg(srid)
             self.geom_col = meta.get("geometry_name") or "wkb_geometry"
             to_storage = None if src_crs.equals(target) else crs_transformer(src_crs, target)
-            self.shape = _Shape(spec, srid, extent, to_storage, options, crs_transformer(target, CRS.from_epsg(3857)))
+            self.shape = _Shape(spec, srid, extent, to_storage, options, web_transformer(srid))
         except BaseException:
             self.close()
             raise
@@ -445,13 +446,35 @@ class _Shape:
         return ACCEPTED_TYPES[self.spec.geometry_type]
 
 
-@functools.lru_cache(maxsize=32)
+_TRANSFORMERS_MADE = threading.Lock()  # one thread makes a transformer, the others wait for it
+
+
 def crs_transformer(source: CRS, target: CRS) -> Transformer:
-    """The (always_xy) transformer from ``source`` to ``target``, kept for the process: PROJ
-    takes a tenth of a second to choose the operation, which each import and upload would
-    otherwise pay again. (pyproj still makes its PROJ object once more in each other thread
-    that uses it.)"""
-    return Transformer.from_crs(source, target, always_xy=True)
+    """The (always_xy) transformer from ``source`` to ``target``, kept for the process. PROJ
+    takes about a tenth of a second to choose the operation, which each import and upload would
+    otherwise pay again; and pyproj makes a transformer's PROJ object anew in each other thread
+    that uses it (a request's, a helper's), which for one made from the two CRSs means choosing
+    again. So a transformer whose operation is a single pipeline is kept as made from that
+    pipeline's text, which PROJ takes a fraction of a millisecond to make in any thread and
+    which transforms exactly as the one it came from; one that chooses among operations point
+    by point (its pipeline "unavailable until proj_trans is called") is kept as it is."""
+    with _TRANSFORMERS_MADE:
+        return _transformer(source, target)
+
+
+def web_transformer(srid: int) -> Transformer:
+    """From the storage CRS (``srid``) to web mercator (EPSG:3857), the CRS of the copies vector
+    tiles are cut from."""
+    return crs_transformer(CRS.from_epsg(srid), CRS.from_epsg(3857))
+
+
+@functools.lru_cache(maxsize=32)
+def _transformer(source: CRS, target: CRS) -> Transformer:
+    chosen = Transformer.from_crs(source, target, always_xy=True)
+    try:
+        return Transformer.from_pipeline(chosen.definition)
+    except ProjError:
+        return chosen
 
 
 def reproject(geoms, transformer: Transformer):

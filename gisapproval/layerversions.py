@@ -55,6 +55,7 @@ from .layerimport import (
     VectorSource,
     check_file,
     extract_shapefile,
+    web_transformer,
 )
 from .layerstore import file_sha256, store_raster
 from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User
@@ -373,6 +374,10 @@ def publish_layer_version(
     source = Path(source)
     name = source_name or source.name
     t0 = time.perf_counter()
+    known = default_catalogue().get(layer_name)
+    if known is not None and known.kind == "vector":
+        # made by PROJ (about 0.1 s in a new process) while the layer is looked up and locked
+        _in_thread(web_transformer, settings.jurisdiction.srid)
     layer = get_layer(session, layer_name)
     if check_permission:
         ensure_may_edit(actor, layer)
