@@ -245,14 +245,16 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
         return cur.rowcount
 
 
-# The live features' keys and digests, aggregated by the database into a few long values
+# The live features' keys and digests, read from the live index alone (migration 0012: it
+# carries the digests) and aggregated by the database into a few long values
 # rather than sent as a row each: keys run together (UTF-8), each key's length in bytes, each
 # digest's 16 bytes (zeros where not known). The three aggregates of a row are fed its rows in
 # one pass, so in the same order; were they not, keys and digests would not match and the
 # features would be compared in the database (LiveDigests.find checks the key of every match).
 # One row, or, for a layer of more than a million live features, a row per group of at most a
 # million ids: a value holds at most 1 GB, and a million keys of 200 characters can take 800 MB
-# (grouping sorts the rows, a third of the query's time, so small layers are not grouped).
+# (grouping sorts the rows, a third of the query's time, and reads them from the table, as ids
+# are not in the index: small layers are not grouped).
 LIVE_DIGESTS = """
 SELECT convert_to(string_agg(feature_key, ''), 'UTF8'), string_agg(int4send(octet_length(feature_key)), ''::bytea),
        string_agg(coalesce(uuid_send(content_digest), '\\x00000000000000000000000000000000'::bytea), ''::bytea)
@@ -451,7 +453,8 @@ PARTITION_INDEXES = (
     "CREATE INDEX {t}_geom_idx ON {t} USING gist (geom)",
     "CREATE INDEX {t}_feature_key_valid_from_idx ON {t} (feature_key, valid_from)",
     "CREATE INDEX {t}_ident_idx ON {t} (ident)",
-    "CREATE UNIQUE INDEX {t}_layer_id_feature_key_idx ON {t} (layer_id, feature_key) WHERE valid_to IS NULL",
+    "CREATE UNIQUE INDEX {t}_layer_id_feature_key_content_digest_idx ON {t} (layer_id, feature_key) "
+    "INCLUDE (content_digest) WHERE valid_to IS NULL",  # the live digests are read from it alone
 )  # named as CREATE TABLE ... PARTITION OF names them
 
 

@@ -130,14 +130,15 @@ class LayerFeature(Base):
     The table is partitioned by layer (migration 0009): each layer's features are a partition
     of their own, ``layer_features_p<layer id>``, created at the layer's first import.
     ``ident`` names the feature across versions (a changed feature keeps its key's ident).
-    ``content_digest`` lets a re-import skip the features it already holds (migration 0010)."""
+    ``content_digest`` lets a re-import skip the features it already holds (migration 0010); the
+    live index carries it, so a re-import reads the live digests from that index (migration 0012)."""
 
     __tablename__ = "layer_features"
     __table_args__ = (
         # within a layer's partition layer_id is one value; a unique index must still hold it
         sa.Index("ix_layer_features_key", "feature_key", "valid_from"),
         sa.Index("ix_layer_features_live", "layer_id", "feature_key", unique=True,
-                 postgresql_where=sa.text("valid_to IS NULL")),
+                 postgresql_where=sa.text("valid_to IS NULL"), postgresql_include=["content_digest"]),
         sa.Index("ix_layer_features_ident", "ident"),
         {"postgresql_partition_by": "LIST (layer_id)"},
     )

@@ -86,6 +86,8 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(hazard_laye
     assert set(_partition_indexes(s, layer.id).values()) == {
         "layer_features_pkey", "idx_layer_features_geom", "ix_layer_features_key",
         "ix_layer_features_live", "ix_layer_features_ident"}
+    assert s.scalar(sa.text("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(:t)"),
+                    {"t": partition_name(layer.id)}) == 5  # and none built again beside them
     rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
                                LayerFeature.geom_web.is_not(None))
                      .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()
@@ -463,6 +465,25 @@ def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp
     again = _import(s, settings, frame, tmp_path / "b.gpkg")
     assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
     assert len(LiveDigests.from_aggregates([(None, None, None)])) == 0  # one row over no feature: nulls
+
+
+@pytest.mark.parametrize("first", ["bulk", "empty partition"])
+def test_the_live_digests_are_read_from_the_live_index_alone(hazard_layer, settings, tmp_path, first):
+    """The live index carries the digests (migration 0012), whether the partition was built by a
+    first import or made empty (as a rollback to nothing does): a re-import reads them from that
+    index alone, not from the partition's rows, which hold every version's geometries."""
+    from gisapproval import layerversions
+
+    s, layer = hazard_layer
+    if first == "bulk":
+        _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    else:
+        layerversions.ensure_partition(s, layer)
+    for setting in ("enable_seqscan", "enable_bitmapscan"):
+        s.execute(sa.text(f"SET LOCAL {setting} = off"))
+    plan = "\n".join(s.execute(sa.text("EXPLAIN " + layerversions.LIVE_DIGESTS.replace("%s", str(layer.id))))
+                     .scalars())
+    assert f"Index Only Scan using {partition_name(layer.id)}_layer_id_feature_key_content_digest_idx" in plan, plan
 
 
 def test_batches_are_read_ahead_while_the_live_digests_come(hazard_layer, settings, tmp_path, monkeypatch):
