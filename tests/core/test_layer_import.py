@@ -256,7 +256,6 @@ def test_reprojection_to_the_centimetre(session, settings, tmp_path, epsg):
         assert np.abs(got - want).max() < 0.01, f"{key} moved {np.abs(got - want).max():.4f} m"
 
 
-
 @pytest.mark.parametrize("source, target", [(4547, 3857), (4326, 4547), (4546, 4547), (27700, 4326)])
 def test_kept_transformers_transform_as_proj_chooses_in_any_thread(source, target):
     """A kept transformer whose operation is one pipeline is remade from that pipeline's text
@@ -284,6 +283,7 @@ def test_kept_transformers_transform_as_proj_chooses_in_any_thread(source, targe
     assert np.array_equal(np.column_stack(kept.transform(x, y)), want)
     with ThreadPoolExecutor(1) as pool:
         assert np.array_equal(pool.submit(lambda: np.column_stack(kept.transform(x, y))).result(), want)
+
 
 # --- versions ----------------------------------------------------------------------------
 
