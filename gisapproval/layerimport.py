@@ -456,8 +456,9 @@ def crs_transformer(source: CRS, target: CRS) -> Transformer:
     that uses it (a request's, a helper's), which for one made from the two CRSs means choosing
     again. So a transformer whose operation is a single pipeline is kept as made from that
     pipeline's text, which PROJ takes a fraction of a millisecond to make in any thread and
-    which transforms exactly as the one it came from; one that chooses among operations point
-    by point (its pipeline "unavailable until proj_trans is called") is kept as it is."""
+    which transforms exactly as the one it came from (but names no source or target CRS); one
+    that chooses among operations point by point (its pipeline "unavailable until proj_trans is
+    called") is kept as it is."""
     with _TRANSFORMERS_MADE:
         return _transformer(source, target)
 

@@ -275,6 +275,7 @@ def test_kept_transformers_transform_as_proj_chooses_in_any_thread(source, targe
     single = not chosen.definition.startswith("unavailable")
     assert single == (source != 27700)
     assert (kept.definition == chosen.definition) if single else kept.definition.startswith("unavailable")
+    assert (kept.source_crs is None) == single  # made from the pipeline's text (which names no CRS), or as chosen
     aou = a.area_of_use
     lon = np.random.default_rng(7).uniform(aou.west, aou.east, 500)
     lat = np.random.default_rng(8).uniform(aou.south, aou.north, 500)
