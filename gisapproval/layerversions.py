@@ -411,6 +411,12 @@ def partition_name(layer_id: int) -> str:
     return f"layer_features_p{int(layer_id)}"
 
 
+# Each re-import unmarks the pages it retires features on as all-visible, whose rows the index-only
+# scan of the live digests then visits too; with PostgreSQL's defaults autovacuum marks them again
+# only once a fifth of the rows have changed. A partition's thresholds are 1% (migration 0013).
+PARTITION_STORAGE = "autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_insert_scale_factor = 0.01"
+
+
 def has_partition(session: Session, layer_id: int) -> bool:
     return session.scalar(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition_name(layer_id)})
 
@@ -419,7 +425,7 @@ def ensure_partition(session: Session, layer: Layer) -> None:
     """Create a layer's (empty) partition if it has none; a first import makes its own instead."""
     if not has_partition(session, layer.id):
         session.execute(sa.text(f"CREATE TABLE {partition_name(layer.id)} PARTITION OF layer_features "
-                                f"FOR VALUES IN ({int(layer.id)})"))
+                                f"FOR VALUES IN ({int(layer.id)}) WITH ({PARTITION_STORAGE})"))
         _point_parcels_view(session, layer)
 
 
@@ -453,8 +459,8 @@ PARTITION_INDEXES = (
     "CREATE INDEX {t}_geom_idx ON {t} USING gist (geom)",
     "CREATE INDEX {t}_feature_key_valid_from_idx ON {t} (feature_key, valid_from)",
     "CREATE INDEX {t}_ident_idx ON {t} (ident)",
-    "CREATE UNIQUE INDEX {t}_layer_id_feature_key_content_digest_idx ON {t} (layer_id, feature_key) "
-    "INCLUDE (content_digest) WHERE valid_to IS NULL",  # the live digests are read from it alone
+    ("CREATE UNIQUE INDEX {t}_layer_id_feature_key_content_digest_idx ON {t} (layer_id, feature_key) "
+     "INCLUDE (content_digest) WHERE valid_to IS NULL"),  # the live digests are read from it alone
 )  # named as CREATE TABLE ... PARTITION OF names them
 
 
@@ -463,7 +469,7 @@ def _new_partition_table(session: Session, layer: Layer) -> str:
     layer's partition-to-be (``_index_and_attach`` makes it one)."""
     table = partition_name(layer.id)
     session.execute(sa.text(f"CREATE TABLE {table} (LIKE layer_features INCLUDING DEFAULTS, "
-                            f"CONSTRAINT {table}_layer CHECK (layer_id = {int(layer.id)}))"))
+                            f"CONSTRAINT {table}_layer CHECK (layer_id = {int(layer.id)})) WITH ({PARTITION_STORAGE})"))
     return table
 
 

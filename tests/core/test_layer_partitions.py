@@ -471,7 +471,8 @@ def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp
 def test_the_live_digests_are_read_from_the_live_index_alone(hazard_layer, settings, tmp_path, first):
     """The live index carries the digests (migration 0012), whether the partition was built by a
     first import or made empty (as a rollback to nothing does): a re-import reads them from that
-    index alone, not from the partition's rows, which hold every version's geometries."""
+    index alone, not from the partition's rows, which hold every version's geometries. Either
+    way the partition is vacuumed after each 1% of changes (migration 0013)."""
     from gisapproval import layerversions
 
     s, layer = hazard_layer
@@ -484,6 +485,10 @@ def test_the_live_digests_are_read_from_the_live_index_alone(hazard_layer, setti
     plan = "\n".join(s.execute(sa.text("EXPLAIN " + layerversions.LIVE_DIGESTS.replace("%s", str(layer.id))))
                      .scalars())
     assert f"Index Only Scan using {partition_name(layer.id)}_layer_id_feature_key_content_digest_idx" in plan, plan
+    # and autovacuum marks the pages a re-import unmarks again after each 1% of changes (migration 0013)
+    assert s.scalar(sa.text("SELECT reloptions FROM pg_class WHERE oid = to_regclass(:t)"),
+                    {"t": partition_name(layer.id)}) == [
+        "autovacuum_vacuum_scale_factor=0.01", "autovacuum_vacuum_insert_scale_factor=0.01"]
 
 
 def test_batches_are_read_ahead_while_the_live_digests_come(hazard_layer, settings, tmp_path, monkeypatch):

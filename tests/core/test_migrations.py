@@ -119,6 +119,34 @@ def test_the_audit_guard_comes_and_goes_with_its_migration(empty_db_url, mig_eng
     assert _has_trigger(mig_engine)
 
 
+def test_layer_partitions_are_vacuumed_promptly_from_their_migration(empty_db_url, mig_engine):
+    """Migration 0013 gives every existing partition of layer_features autovacuum thresholds of
+    1%, and takes them back on downgrade."""
+    migrate.upgrade(empty_db_url)
+    migrate.downgrade(empty_db_url, "0012")
+
+    def options() -> dict[str, list[str] | None]:
+        with mig_engine.connect() as c:
+            return dict(c.execute(sa.text(
+                "SELECT c.relname, c.reloptions FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid "
+                "WHERE h.inhparent = 'layer_features'::regclass")).all())
+
+    with mig_engine.begin() as c:
+        for n in (901, 902):
+            c.execute(sa.text(f"CREATE TABLE layer_features_p{n} PARTITION OF layer_features FOR VALUES IN ({n})"))
+    try:
+        assert options() == {"layer_features_p901": None, "layer_features_p902": None}
+        migrate.upgrade(empty_db_url)
+        prompt = ["autovacuum_vacuum_scale_factor=0.01", "autovacuum_vacuum_insert_scale_factor=0.01"]
+        assert options() == {"layer_features_p901": prompt, "layer_features_p902": prompt}
+        migrate.downgrade(empty_db_url, "0012")
+        assert set(options().values()) == {None}
+    finally:
+        with mig_engine.begin() as c:
+            c.execute(sa.text("DROP TABLE layer_features_p901, layer_features_p902"))
+        migrate.upgrade(empty_db_url)
+
+
 def test_downgrade_to_base_leaves_nothing(empty_db_url, mig_engine):
     migrate.upgrade(empty_db_url)
     migrate.downgrade(empty_db_url, "base")
