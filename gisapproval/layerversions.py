@@ -233,16 +233,22 @@ def _copy_batches(session: Session, table_columns: str, batches, *leading_int4: 
     next one is read. ``freeze``: write the rows frozen and all-visible (the table must be this
     transaction's own), so that no later reader or vacuum rewrites every page to mark them.
     Returns the rows copied."""
-    conn = session.connection().connection.driver_connection
-    with conn.cursor() as cur:
-        with cur.copy(f"COPY {table_columns} FROM STDIN WITH (FORMAT binary{', FREEZE' if freeze else ''})",
-                      writer=_BackgroundWriter(cur)) as copy:
-            copy.write(COPY_HEADER)
-            for batch in batches:
-                if batch.num_rows:
-                    copy.write(batch.copy_data(*leading_int4))
-            copy.write(COPY_TRAILER)
-        return cur.rowcount
+    with session.connection().connection.driver_connection.cursor() as cur:
+        return _copy(cur, table_columns, (b.copy_data(*leading_int4) for b in batches if b.num_rows),
+                     _BackgroundWriter(cur), freeze)
+
+
+def _copy(cur, table_columns: str, rows, writer=None, freeze: bool = False) -> int:
+    """One binary COPY into ``table_columns`` of ``rows`` (chunks of rows in COPY's binary
+    format), framed by its header and trailer, through ``writer`` (psycopg's own by default).
+    Returns the rows copied."""
+    with cur.copy(f"COPY {table_columns} FROM STDIN WITH (FORMAT binary{', FREEZE' if freeze else ''})",
+                  writer=writer) as copy:
+        copy.write(COPY_HEADER)
+        for chunk in rows:
+            copy.write(chunk)
+        copy.write(COPY_TRAILER)
+    return cur.rowcount
 
 
 # The live features' keys and digests, read from the live index alone (migration 0012: it
@@ -578,8 +584,7 @@ class _DifferenceWriter:
         if self.report.problems or pc.count_distinct(batch.table.column("feature_key")).as_py() < batch.num_rows:
             return
         with self.conn.connection.driver_connection.cursor() as cur:
-            with cur.copy(f"COPY layer_staging ({COLUMNS}) FROM STDIN WITH (FORMAT binary)") as copy:
-                copy.write(COPY_HEADER + batch.copy_data() + COPY_TRAILER)
+            _copy(cur, f"layer_staging ({COLUMNS})", [batch.copy_data()])
         changed, inserted = _write_differences(self.conn, self.layer_id, self.number)
         self.conn.execute(sa.text("TRUNCATE layer_staging"))
         self.changed, self.inserted = self.changed + changed, self.inserted + inserted
