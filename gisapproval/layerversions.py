@@ -382,8 +382,8 @@ def publish_layer_version(
     source = Path(source)
     name = source_name or source.name
     t0 = time.perf_counter()
-    known = default_catalogue().get(layer_name)
-    if known is not None and known.kind == "vector":
+    listed = default_catalogue().get(layer_name)  # (an unknown layer is refused below)
+    if listed is not None and listed.kind == "vector":
         # made by PROJ (about 0.1 s in a new process) while the layer is looked up and locked
         _in_thread(web_transformer, settings.jurisdiction.srid)
     layer = get_layer(session, layer_name)
