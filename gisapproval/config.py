@@ -97,8 +97,13 @@ def load_jurisdiction(path: Path | None = None) -> Jurisdiction:
         raise ConfigurationError(str(exc), where=str(path)) from None
 
 
+def app_home() -> Path:
+    """The app's home: ``GISAPPROVAL_HOME``, else ``default_home()``."""
+    return Path(os.environ.get("GISAPPROVAL_HOME") or default_home()).expanduser().resolve()
+
+
 def load_settings() -> Settings:
-    home = Path(os.environ.get("GISAPPROVAL_HOME") or default_home()).expanduser().resolve()
+    home = app_home()
     port_text = os.environ.get("GISAPPROVAL_PGPORT") or str(DEFAULT_PG_PORT)
     try:
         port = int(port_text)

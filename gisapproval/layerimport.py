@@ -17,12 +17,10 @@ then looked for among the other features and the live features not seen.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import stat
 import struct
-import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -37,9 +35,10 @@ import pyogrio
 import shapely
 import xxhash
 from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError, ProjError
+from pyproj.exceptions import CRSError
 
 from .catalogue import LayerSpec
+from .crs import crs_transformer, reproject, web_transformer
 from .errors import InputError
 
 MAX_REPORTED_PROBLEMS = 200
@@ -444,43 +443,6 @@ class _Shape:
     @property
     def accepted(self) -> set[str]:
         return ACCEPTED_TYPES[self.spec.geometry_type]
-
-
-_TRANSFORMERS_MADE = threading.Lock()  # one thread makes a transformer, the others wait for it
-
-
-def crs_transformer(source: CRS, target: CRS) -> Transformer:
-    """The (always_xy) transformer from ``source`` to ``target``, kept for the process. PROJ
-    takes about a tenth of a second to choose the operation, which each import and upload would
-    otherwise pay again; and pyproj makes a transformer's PROJ object anew in each other thread
-    that uses it (a request's, a helper's), which for one made from the two CRSs means choosing
-    again. So a transformer whose operation is a single pipeline is kept as made from that
-    pipeline's text, which PROJ takes a fraction of a millisecond to make in any thread and
-    which transforms exactly as the one it came from (but names no source or target CRS); one
-    that chooses among operations point by point (its pipeline "unavailable until proj_trans is
-    called") is kept as it is."""
-    with _TRANSFORMERS_MADE:
-        return _transformer(source, target)
-
-
-def web_transformer(srid: int) -> Transformer:
-    """From the storage CRS (``srid``) to web mercator (EPSG:3857), the CRS of the copies vector
-    tiles are cut from."""
-    return crs_transformer(CRS.from_epsg(srid), CRS.from_epsg(3857))
-
-
-@functools.lru_cache(maxsize=32)
-def _transformer(source: CRS, target: CRS) -> Transformer:
-    chosen = Transformer.from_crs(source, target, always_xy=True)
-    try:
-        return Transformer.from_pipeline(chosen.definition)
-    except ProjError:
-        return chosen
-
-
-def reproject(geoms, transformer: Transformer):
-    """Shapes (one or an array) with their x, y reprojected by ``transformer`` (always_xy)."""
-    return shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
 
 
 _NUL = pa.scalar(b"\x00", pa.binary())

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from .audit import record_event
 from .catalogue import LayerSpec, default_catalogue
 from .config import Settings
+from .crs import web_transformer
 from .errors import GisApprovalError, InputError, NotFoundError, PermissionDeniedError
 from .layerimport import (
     COPY_HEADER,
@@ -55,7 +56,6 @@ from .layerimport import (
     VectorSource,
     check_file,
     extract_shapefile,
-    web_transformer,
 )
 from .layerstore import file_sha256, store_raster
 from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User

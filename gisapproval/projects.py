@@ -26,14 +26,13 @@ from sqlalchemy.orm import Session
 
 from .audit import record_event
 from .config import LAYERS_DIR, Settings, read_toml
+from .crs import crs_transformer, reproject
 from .errors import InputError, NotFoundError, PermissionDeniedError
 from .layerimport import (
     ImportLimits,
     Problem,
     check_file,
-    crs_transformer,
     extract_shapefile,
-    reproject,
     resolve_crs,
 )
 from .layerstore import to_multi

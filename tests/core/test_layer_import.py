@@ -256,36 +256,6 @@ def test_reprojection_to_the_centimetre(session, settings, tmp_path, epsg):
         assert np.abs(got - want).max() < 0.01, f"{key} moved {np.abs(got - want).max():.4f} m"
 
 
-@pytest.mark.parametrize("source, target", [(4547, 3857), (4326, 4547), (4546, 4547), (27700, 4326)])
-def test_kept_transformers_transform_as_proj_chooses_in_any_thread(source, target):
-    """A kept transformer whose operation is one pipeline is remade from that pipeline's text
-    (cheap in every thread); one that PROJ chooses point by point (British National Grid to
-    WGS 84: several operations) stays as made. Either way, in this thread or another, it
-    transforms exactly as a transformer made from the two CRSs does."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pyproj import CRS
-
-    from gisapproval.layerimport import crs_transformer
-
-    a, b = CRS.from_epsg(source), CRS.from_epsg(target)
-    chosen = Transformer.from_crs(a, b, always_xy=True)
-    kept = crs_transformer(a, b)
-    assert kept is crs_transformer(CRS.from_epsg(source), CRS.from_epsg(target))  # made once
-    single = not chosen.definition.startswith("unavailable")
-    assert single == (source != 27700)
-    assert (kept.definition == chosen.definition) if single else kept.definition.startswith("unavailable")
-    assert (kept.source_crs is None) == single  # made from the pipeline's text (which names no CRS), or as chosen
-    aou = a.area_of_use
-    lon = np.random.default_rng(7).uniform(aou.west, aou.east, 500)
-    lat = np.random.default_rng(8).uniform(aou.south, aou.north, 500)
-    x, y = Transformer.from_crs(4326, a, always_xy=True).transform(lon, lat)
-    want = np.column_stack(chosen.transform(x, y))
-    assert np.array_equal(np.column_stack(kept.transform(x, y)), want)
-    with ThreadPoolExecutor(1) as pool:
-        assert np.array_equal(pool.submit(lambda: np.column_stack(kept.transform(x, y))).result(), want)
-
-
 # --- versions ----------------------------------------------------------------------------
 
 def test_version_arithmetic_as_of_and_rollback(session, settings, tmp_path):
