@@ -6,9 +6,10 @@ import, a web worker's first upload) would otherwise pay again for each pair it 
 operation it chose, when it is a single pipeline, is written down in the app's home
 (``cache/crs-operations.json``, keyed by the two CRSs and by the PROJ build and data that
 chose it) and a later process makes its transformer from that text in a fraction of a
-millisecond. The cache is a shortcut, not a source of truth: an entry that is missing,
-unreadable or no longer valid is chosen again, and a home that cannot be written to is simply
-not written to.
+millisecond. The cache is a shortcut: an entry that is missing, unreadable or no longer valid
+is chosen again, and a home that cannot be written to is simply not written to. Its entries are
+trusted as the rest of the home is (the cluster's data, the session secret): whoever may write
+there may change them.
 """
 
 from __future__ import annotations
