@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyogrio
@@ -471,8 +472,9 @@ def digest_column(digests: np.ndarray) -> pa.Array:
 
 class LiveDigests:
     """The live features of a layer, compactly: their keys (Arrow) and content digests (an
-    (n, 2) uint64 array, zeros where not known) sorted, with the order that sorts them — about
-    50 bytes a feature, so a city's cadastre fits in a few megabytes.
+    (n, 2) uint64 array, zeros where not known), in the same order, and a hash index of the
+    known digests' first halves — about 60 bytes a feature, so a city's cadastre fits in a few
+    megabytes.
 
     A feature's digest covers its key (the key is one of its attributes), so a source feature
     whose digest and key are among them is that very feature as the layer holds it: it is
@@ -481,11 +483,17 @@ class LiveDigests:
     can have been removed, and a count over one is a repeated key."""
 
     def __init__(self, keys: pa.Array, digests: np.ndarray):
-        self.keys = keys  # as given; ``order`` maps the digests' order to it
-        self.order = np.argsort(digests[:, 0], kind="stable")
-        self.digests = digests[self.order]
-        self.first_halves = np.ascontiguousarray(self.digests[:, 0])  # what ``find`` searches
-        self.seen = np.zeros(len(keys), dtype=np.int32)  # by digest: how often the source held it as it is
+        self.keys, self.digests = keys, digests
+        # the known digests, by their first 64 bits; should two share them (or a digest be
+        # there twice), neither is indexed: a source feature matching one is compared in the
+        # database instead
+        indexed = np.flatnonzero(digests.any(axis=1))
+        first_halves = pd.Index(digests[indexed, 0])
+        if not first_halves.is_unique:
+            alone = ~first_halves.duplicated(keep=False)
+            indexed, first_halves = indexed[alone], first_halves[alone]
+        self._first_halves, self._indexed = first_halves, indexed  # an entry's live feature: ``_indexed``
+        self.seen = np.zeros(len(keys), dtype=np.int32)  # how often the source held each as it is
 
     @classmethod
     def from_aggregates(cls, rows) -> LiveDigests:
@@ -510,20 +518,19 @@ class LiveDigests:
 
     def find(self, digests: np.ndarray, keys: pa.Array) -> np.ndarray:
         """Each row's position among the live features with its (known) digest and its key,
-        else -1. Looked up by the digest's first 64 bits; should two live digests share them,
-        a row matching the second is not found here and is compared in the database instead.
-        The key is checked too: the digest covers the key's value, not which attribute is the
-        key (the catalogue may have named another)."""
-        if not len(self) or not len(digests):
-            return np.full(len(digests), -1)
-        by_digest = np.argsort(digests[:, 0])  # searched in order, the search runs through memory in order too
-        at = np.empty(len(digests), dtype=np.int64)
-        at[by_digest] = np.minimum(np.searchsorted(self.first_halves, digests[by_digest, 0]), len(self) - 1)
-        found = self.digests[at]
-        match = (found[:, 0] == digests[:, 0]) & (found[:, 1] == digests[:, 1]) & (found != 0).any(axis=1)
-        rows = np.flatnonzero(match)
+        else -1. Looked up by the digest's first 64 bits, then the second compared. The key is
+        checked too: the digest covers the key's value, not which attribute is the key (the
+        catalogue may have named another)."""
+        at = np.full(len(digests), -1)
+        if not len(self._indexed) or not len(digests):
+            return at
+        entry = self._first_halves.get_indexer(digests[:, 0])
+        rows = np.flatnonzero(entry >= 0)
+        at[rows] = self._indexed[entry[rows]]
+        rows = rows[self.digests[at[rows], 1] == digests[rows, 1]]
+        match = np.zeros(len(digests), dtype=bool)
         if len(rows):
-            same_key = pc.equal(self.keys.take(pa.array(self.order[at[rows]], type=pa.int64())),
+            same_key = pc.equal(self.keys.take(pa.array(at[rows], type=pa.int64())),
                                 keys.take(pa.array(rows, type=pa.int64())))
             match[rows] = pc.fill_null(same_key, False).to_numpy(zero_copy_only=False)
         return np.where(match, at, -1)
@@ -536,7 +543,7 @@ class LiveDigests:
     def removed(self, other_keys: pa.ChunkedArray) -> list[str]:
         """The live keys a source no longer holds: of the live features it did not hold as they
         are, those whose key is none of its other features' keys (``other_keys``)."""
-        unseen = self.keys.take(pa.array(self.order[self.seen == 0], type=pa.int64()))
+        unseen = self.keys.filter(pa.array(self.seen == 0))
         if not len(unseen) or not len(other_keys):
             return unseen.to_pylist()
         held = np.zeros(len(unseen), dtype=bool)
@@ -547,11 +554,9 @@ class LiveDigests:
     def repeated(self, other_keys: pa.Array, other_counts: np.ndarray) -> dict[str, int]:
         """Keys of live features the source held as they are more than once, or as they are and
         also otherwise (``other_keys``, distinct, held ``other_counts`` times): key -> times."""
-        seen = np.empty_like(self.seen)
-        seen[self.order] = self.seen  # in the keys' order
         also = pc.fill_null(pc.index_in(self.keys, value_set=other_keys), -1).to_numpy().astype(np.int64)
-        times = seen + np.where(also >= 0, np.append(other_counts, 0)[also], 0)
-        twice = np.flatnonzero((seen > 0) & (times > 1))
+        times = self.seen + np.where(also >= 0, np.append(other_counts, 0)[also], 0)
+        twice = np.flatnonzero((self.seen > 0) & (times > 1))
         return dict(zip(self.keys.take(pa.array(twice, type=pa.int64())).to_pylist(), times[twice].tolist(),
                         strict=True))
 

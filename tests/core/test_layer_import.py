@@ -256,6 +256,27 @@ def test_reprojection_to_the_centimetre(session, settings, tmp_path, epsg):
         assert np.abs(got - want).max() < 0.01, f"{key} moved {np.abs(got - want).max():.4f} m"
 
 
+def test_live_digests_find_each_feature_by_its_digest_and_key():
+    """A source row is found among the live features (their position, in the keys' order) when
+    its digest and key are one of theirs. Digests not known (zeros), and digests sharing their
+    first 64 bits, are never found: those rows are compared in the database instead."""
+    import pyarrow as pa
+
+    from gisapproval.layerimport import LiveDigests
+
+    live = np.array([[1, 10], [2, 20], [3, 30], [3, 31], [0, 0], [5, 50]], dtype="<u8")
+    known = LiveDigests(pa.array(["a", "b", "c", "d", "e", "f"]), live)
+    source = np.array([[2, 20], [1, 10], [3, 30], [3, 31], [0, 0], [1, 11], [5, 50], [9, 90]], dtype="<u8")
+    keys = pa.array(["b", "a", "c", "d", "e", "a", "F", "z"])
+    at = known.find(source, keys)
+    # b, a found; c, d share a first half; e not known; a changed; f's key now F; z not live
+    assert at.tolist() == [1, 0, -1, -1, -1, -1, -1, -1]
+    known.saw(at[at >= 0])
+    assert known.removed(pa.chunked_array([pa.array(["c", "d", "e", "a", "F", "z"])])) == ["f"]
+    assert known.repeated(pa.array(["a"]), np.array([1])) == {"a": 2}  # held as it is and also changed
+    assert LiveDigests(pa.array([], pa.string()), np.empty((0, 2), dtype="<u8")).find(source, keys).tolist() == [-1] * 8
+
+
 # --- versions ----------------------------------------------------------------------------
 
 def test_version_arithmetic_as_of_and_rollback(session, settings, tmp_path):
