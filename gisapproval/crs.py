@@ -4,8 +4,8 @@ PROJ takes about a tenth of a second of CPU to choose the operation between two 
 searches its database for datum transformations), which every new process (a command-line
 import, a web worker's first upload) would otherwise pay again for each pair it uses. The
 operation it chose, when it is a single pipeline, is written down in the app's home
-(``cache/crs-operations.json``, keyed by the two CRSs and by the PROJ build and data that
-chose it) and a later process makes its transformer from that text in a fraction of a
+(``cache/crs-operations.json``, keyed by the two CRSs and by the PROJ build, data and grids
+that chose it) and a later process makes its transformer from that text in a fraction of a
 millisecond. The cache is a shortcut: an entry that is missing, unreadable or no longer valid
 is chosen again, and a home that cannot be written to is simply not written to. Its entries are
 trusted as the rest of the home is (the cluster's data, the session secret): whoever may write
@@ -26,7 +26,7 @@ import numpy as np
 import pyproj
 import shapely
 from pyproj import CRS, Transformer
-from pyproj.datadir import get_data_dir
+from pyproj.datadir import get_data_dir, get_user_data_dir
 from pyproj.exceptions import ProjError
 from pyproj.network import is_network_enabled
 
@@ -84,16 +84,22 @@ def reproject(geoms, transformer: Transformer):
 
 def operation_key(source: CRS, target: CRS) -> str:
     """What the operation PROJ chooses from ``source`` to ``target`` (always_xy) depends on:
-    the two CRSs as given, pyproj's and PROJ's versions, and the PROJ data it searched (its
-    directory, that directory's last change, and whether grids may be fetched)."""
-    data = get_data_dir()
-    try:
-        changed = os.stat(data).st_mtime_ns
-    except OSError:
-        changed = None
-    parts = [pyproj.__version__, pyproj.proj_version_str, data, changed, is_network_enabled(),
-             source.srs, target.srs, "always_xy"]
+    the two CRSs as given, pyproj's and PROJ's versions, whether grids may be fetched, and
+    the files PROJ searches for its database and grids — its data directories and the
+    user-writable one where ``projsync`` puts grids (each file's name, size and last change:
+    a grid installed, removed or replaced makes a new key)."""
+    dirs = [*get_data_dir().split(os.pathsep), get_user_data_dir()]
+    parts = [pyproj.__version__, pyproj.proj_version_str, is_network_enabled(), source.srs, target.srs, "always_xy",
+             [[d, _listing(d)] for d in dirs]]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _listing(directory: str) -> list:
+    try:
+        with os.scandir(directory) as found:
+            return sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in found if e.is_file())
+    except OSError:
+        return []
 
 
 def operations_path() -> Path:
@@ -123,6 +129,7 @@ def _write_operation(key: str, definition: str) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(kept, f)
+            os.chmod(tmp, 0o644)  # readable by every user of the home (the command line's, the web server's)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

@@ -114,11 +114,31 @@ def test_a_home_that_cannot_be_written_to_only_costs_the_choosing(monkeypatch, t
 
 
 def test_the_kept_operation_is_keyed_by_the_crss_and_the_proj_data_that_chose_it(monkeypatch, tmp_path):
+    """Other CRSs, other PROJ data, or a grid installed, replaced or removed where PROJ looks
+    for grids (with the network off, PROJ leaves out an operation whose grid it lacks): a new
+    key, so the operation is chosen again."""
+    grids = tmp_path / "user-proj"
+    grids.mkdir()
+    monkeypatch.setattr(crs, "get_user_data_dir", lambda: str(grids))
     a, b, c = CRS.from_epsg(4547), CRS.from_epsg(3857), CRS.from_epsg(4546)
     key = operation_key(a, b)
     assert key == operation_key(CRS.from_epsg(4547), CRS.from_epsg(3857))
     assert len({key, operation_key(b, a), operation_key(c, b), operation_key(a, c)}) == 4
+    keys = {key}
+    grid = grids / "cn_grid.tif"
+    grid.write_bytes(b"one")
+    keys.add(operation_key(a, b))  # installed
+    grid.write_bytes(b"other")
+    keys.add(operation_key(a, b))  # replaced in place
+    grid.unlink()
+    assert operation_key(a, b) == key  # removed again
     other = tmp_path / "proj"
     other.mkdir()
     monkeypatch.setattr(crs, "get_data_dir", lambda: str(other))
-    assert operation_key(a, b) != key  # other PROJ data: chosen again
+    keys.add(operation_key(a, b))  # other PROJ data
+    assert len(keys) == 4
+
+
+def test_the_kept_operations_are_readable_by_every_user_of_the_home(new_process):
+    crs_transformer(CRS.from_epsg(4547), CRS.from_epsg(3857))
+    assert operations_path().stat().st_mode & 0o777 == 0o644
