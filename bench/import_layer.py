@@ -41,17 +41,23 @@ def _settings_for(extent):
     return replace(s, jurisdiction=replace(s.jurisdiction, extent=tuple(extent)))
 
 
-def phase_import(url: str, gpkg: str, extent: list[float]) -> None:
-    """Child process: one import of the cadastre, committed; prints JSON with time and peak."""
-    from gisapproval.db import make_engine, make_session_factory, session_scope
+def _timed_import(factory, settings, gpkg: str):
+    """One import of the cadastre from ``gpkg``, committed: its seconds and report."""
+    from gisapproval.db import session_scope
     from gisapproval.layerversions import publish_layer_version
 
-    settings = _settings_for(extent)
-    engine = make_engine(url)
     t0 = time.perf_counter()
-    with session_scope(make_session_factory(engine)) as session:
+    with session_scope(factory) as session:
         report = publish_layer_version(session, settings, None, "cadastre", Path(gpkg), check_permission=False)
-    seconds = time.perf_counter() - t0
+    return time.perf_counter() - t0, report
+
+
+def phase_import(url: str, gpkg: str, extent: list[float]) -> None:
+    """Child process: one import of the cadastre, committed; prints JSON with time and peak."""
+    from gisapproval.db import make_engine, make_session_factory
+
+    engine = make_engine(url)
+    seconds, report = _timed_import(make_session_factory(engine), _settings_for(extent), gpkg)
     engine.dispose()
     print(json.dumps({"seconds": seconds, "peak_mb": _peak_mb(), **report.as_dict()}))
 
@@ -60,18 +66,11 @@ def phase_reimports(url: str, files: list[str], extent: list[float]) -> None:
     """Child process: re-imports one after the other in the same process, each committed, as a
     running web server's worker runs the upload page's imports (its transformers made, its
     mappers configured, its connections pooled); prints JSON with each one's seconds."""
-    from gisapproval.db import make_engine, make_session_factory, session_scope
-    from gisapproval.layerversions import publish_layer_version
+    from gisapproval.db import make_engine, make_session_factory
 
     settings = _settings_for(extent)
     factory = make_session_factory(make_engine(url))
-    seconds = []
-    for gpkg in files:
-        t0 = time.perf_counter()
-        with session_scope(factory) as session:
-            publish_layer_version(session, settings, None, "cadastre", Path(gpkg), check_permission=False)
-        seconds.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": [_timed_import(factory, settings, gpkg)[0] for gpkg in files]}))
 
 
 def _peak_mb() -> float:
