@@ -8,9 +8,11 @@ empty layer (our streamed, validated, versioned import) and with `ogr2ogr -f Pos
 (one round ours first, the next ogr2ogr first), after one untimed ogr2ogr load that warms the
 server; the layer is emptied again between rounds. Then it re-imports the file with 1% of the
 parcels changed, ``--rounds`` times (the changed file and the original in turn: each is a 1%
-change). Each import runs in its own process, so its peak memory is its own. The same
-re-imports then run one after the other in a single process, as a running web server runs the
-upload page's imports. Prints the figures and their medians; the last line is machine-readable:
+change): each takes the live features' digests from the file the import before kept
+(gisapproval.digestcache), as on the machine that made the live version, and then, as many
+times again, from the database, as on another machine. Each import runs in its own process, so
+its peak memory is its own. The same re-imports then run one after the other in a single
+process, as a running web server runs the upload page's imports. Prints the figures and their medians; the last line is machine-readable:
 RESULT import ratio_vs_ogr2ogr=<x> reimport_1pct_s=<s> peak_mb=<m>
 """
 
@@ -149,6 +151,21 @@ def _empty_cadastre(url: str) -> None:
     engine.dispose()
 
 
+def _forget_kept_digests(url: str) -> None:
+    """Remove the files of content digests kept for the cadastre's versions, as on another machine."""
+    import sqlalchemy as sa
+
+    from gisapproval import digestcache
+    from gisapproval.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        for token in conn.scalars(sa.text("SELECT v.content_token FROM layer_versions v JOIN layers l "
+                                          "ON l.id = v.layer_id WHERE l.name = 'cadastre'")):
+            digestcache.path_for(token).unlink(missing_ok=True)
+    engine.dispose()
+
+
 def _phases(report: dict) -> str:
     """An import's phases and their seconds, as its report's timings give them."""
     return ", ".join(f"{k} {v:.2f}" for k, v in report.get("timings", {}).items())
@@ -203,7 +220,7 @@ def main() -> None:
     settings = _settings_for(extent)
     url = _prepare_db(settings, extent)
     changed = tmp / "district_1pct.gpkg"
-    ours, ogr, again = [], [], []
+    ours, ogr, again, elsewhere = [], [], [], []
     try:
         _ogr2ogr(url, gpkg, "bench_ogr_warmup")  # untimed: the server's first bulk load of the run
         for r in range(args.rounds):
@@ -217,8 +234,12 @@ def main() -> None:
         n_changed = _changed_copy(gpkg, changed)
         for r in range(args.rounds):  # the changed file, the original, ...: a 1% change each time
             again.append(_child(url, changed if r % 2 == 0 else gpkg, extent))
+        for r in range(args.rounds, 2 * args.rounds):  # the same, the live digests asked of the database
+            _forget_kept_digests(url)
+            elsewhere.append(_child(url, changed if r % 2 == 0 else gpkg, extent))
         # as the upload page runs them: one untimed re-import first, in the same process
-        files = [str(changed if r % 2 == 0 else gpkg) for r in range(len(again), len(again) + args.rounds + 1)]
+        done = len(again) + len(elsewhere)
+        files = [str(changed if r % 2 == 0 else gpkg) for r in range(done, done + args.rounds + 1)]
         out = subprocess.run([sys.executable, __file__, "--phase-reimports", url, json.dumps(files),
                               json.dumps(extent)], capture_output=True, text=True, check=True)
         running = json.loads(out.stdout.strip().splitlines()[-1])["seconds"][1:]
@@ -229,18 +250,21 @@ def main() -> None:
     ours_s = statistics.median(o["seconds"] for o in ours)
     ogr_s = statistics.median(ogr)
     again_s = statistics.median(a["seconds"] for a in again)
-    peak = max(o["peak_mb"] for o in ours + again)
+    elsewhere_s = statistics.median(a["seconds"] for a in elsewhere)
+    peak = max(o["peak_mb"] for o in ours + again + elsewhere)
     print(f"features: {n}")
     for i, (o, g) in enumerate(zip(ours, ogr), 1):
         print(f"round {i}: our import {o['seconds']:5.2f} s (+{o['added']} added, peak {o['peak_mb']:.0f} MB; "
               f"{_phases(o)}), ogr2ogr {g:5.2f} s")
     print(f"our import:     {ours_s:7.2f} s  {n / ours_s:9.0f} features/s  (median of {len(ours)})")
     print(f"ogr2ogr (COPY): {ogr_s:7.2f} s  {n / ogr_s:9.0f} features/s  (median of {len(ogr)})")
-    for i, a in enumerate(again, 1):
+    for i, a in enumerate(again + elsewhere, 1):
         print(f"re-import {i}: {a['seconds']:.2f} s ({a['changed']} changed, {a['unchanged']} unchanged), "
-              f"peak {a['peak_mb']:.0f} MB; {_phases(a)}")
+              f"peak {a['peak_mb']:.0f} MB; {_phases(a)}{'' if i <= len(again) else '; digests from the database'}")
     print(f"re-import with {n_changed} parcels changed (1%): {again_s:.2f} s (median of {len(again)}; "
-          f"{again_s / ours_s:.0%} of the first import)")
+          f"{again_s / ours_s:.0%} of the first import), the live digests kept by the import before")
+    print(f"the same, the live digests asked of the database (the import before ran on another machine): "
+          f"{elsewhere_s:.2f} s (median of {len(elsewhere)}; {elsewhere_s / ours_s:.0%} of the first import)")
     running_s = statistics.median(running)
     print(f"the same re-imports in one running process, as the upload page runs them: "
           f"{' '.join(f'{x:.2f}' for x in running)} s, median {running_s:.2f} s ({running_s / ours_s:.0%} of the "

@@ -150,6 +150,9 @@ class SourceReport:
     # the keys of the valid features that are not a live feature as it is (all of them on a
     # first import), batch by batch: where duplicate and removed keys can hide
     keys: list[pa.Array] = field(default_factory=list)
+    # given each batch's valid features: their keys, and their digests as written or found
+    # (an (n, 2) uint64 array); the version's content, for gisapproval.digestcache
+    content: Callable[[pa.Array, np.ndarray], None] | None = None
 
     def other_keys(self) -> pa.ChunkedArray:
         return pa.chunked_array(self.keys, type=pa.string())
@@ -659,6 +662,12 @@ def _finish_batch(read: _Read, name, spec, shape: _Shape, report: SourceReport, 
     out = {"feature_key": keys.take(take), "attrs": attrs.take(take), "geom": ewkb.take(pa.array(at, type=pa.int64()))}
     out_shapes = shapes[at]
     digests = _digests(out["attrs"], _NUL, out["geom"])
+    if report.content is not None:
+        content = np.zeros((n, 2), dtype="<u8")
+        if unchanged.any():  # found as they were read
+            content[unchanged] = read.digests[unchanged]
+        content[rows] = digests
+        report.content(keys.filter(pa.array(good)), content[good])
     if known:  # reprojected or rewritten features can still be the live ones
         at = known.find(digests, out["feature_key"])
         same = at >= 0

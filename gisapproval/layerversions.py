@@ -8,12 +8,13 @@ a worker thread sends one batch while the next is read and checked:
 - a layer's first import goes straight into a new table, the layer's partition-to-be of
   layer_features (migration 0009); its indexes are built once, after loading, and the table
   is attached as the layer's partition;
-- a later import first has the database gather the live features' keys and content digests
-  (migration 0010) while the source is opened and its first batches read. The source's
-  features whose digest is among them are the layer's already and go no further; the others
-  go, a batch at a time while the next is read, into a temporary table, are compared with the
-  live features by key and content (``same_content``), and only the differences are written
-  (set-based). Keys the source no longer holds are retired at the end.
+- a later import first gets the live features' keys and content digests (migration 0010)
+  while the source is opened and its first batches read: from the file the import of the
+  current version kept on this machine (``gisapproval.digestcache``), else from the database.
+  The source's features whose digest is among them are the layer's already and go no further;
+  the others go, a batch at a time while the next is read, into a temporary table, are
+  compared with the live features by key and content (``same_content``), and only the
+  differences are written (set-based). Keys the source no longer holds are retired at the end.
 
 A refused import takes back what it wrote (a savepoint); until the caller commits, every other
 session keeps seeing the previous version. ``VersionReport.timings`` tells where an import's
@@ -38,6 +39,7 @@ import sqlalchemy as sa
 from psycopg.copy import LibpqWriter
 from sqlalchemy.orm import Session
 
+from . import digestcache
 from .audit import record_event
 from .catalogue import LayerSpec, default_catalogue
 from .config import Settings
@@ -269,7 +271,7 @@ FROM layer_features WHERE layer_id = %s AND valid_to IS NULL
 LIVE_DIGESTS_GROUPED = LIVE_DIGESTS + "GROUP BY id / 1000000\n"
 ONE_ROW_OF_DIGESTS = 1_000_000  # live features up to which their digests come in one row
 LIVE_COUNT = """
-SELECT v.count_added + v.count_changed + v.count_unchanged
+SELECT v.count_added + v.count_changed + v.count_unchanged, v.content_token
 FROM layers l JOIN layer_versions v ON v.id = l.current_version_id WHERE l.id = %s
 """
 
@@ -281,11 +283,15 @@ def _live_digests_sql(live: int | None) -> str:
 
 
 def _live_digests(conn, layer_id: int) -> LiveDigests:
-    """The layer's live features' keys and content digests (``LIVE_DIGESTS``), through the
-    session's own connection (psycopg)."""
+    """The layer's live features' keys and content digests: from the file the import of its
+    current version kept on this machine (``gisapproval.digestcache``), else from the
+    database (``LIVE_DIGESTS``), through the session's own connection (psycopg)."""
     with conn.cursor(binary=True) as cur:
-        live = cur.execute(LIVE_COUNT, (layer_id,)).fetchone()
-        cur.execute(_live_digests_sql(None if live is None else live[0]), (layer_id,))
+        live, token = cur.execute(LIVE_COUNT, (layer_id,)).fetchone() or (None, None)
+        kept = digestcache.load(token, live) if token is not None else None
+        if kept is not None:
+            return LiveDigests(*kept)
+        cur.execute(_live_digests_sql(live), (layer_id,))
         return LiveDigests.from_aggregates(cur)
 
 
@@ -308,7 +314,24 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
                     source: Path, name: str, fmt: str, options: ImportOptions, report: SourceReport,
                     stop: threading.Event, t0: float) -> VersionReport:
     """A vector import, the layer locked (``publish_layer_version``): read, checked and written
-    as described at the top of this module."""
+    (``_read_and_write_vector``), and the new version's content digests kept on this machine
+    for its next re-import (``gisapproval.digestcache``)."""
+    recorder = digestcache.DigestRecorder()
+    report.content = recorder.add
+    try:
+        result = _read_and_write_vector(session, settings, actor, layer, spec, source, name, fmt, options, report,
+                                        stop, t0)
+    except BaseException:
+        recorder.discard()
+        raise
+    recorder.keep(session.get(LayerVersion, result.version_id).content_token)
+    return result
+
+
+def _read_and_write_vector(session: Session, settings: Settings, actor: User | None, layer: Layer, spec: LayerSpec,
+                           source: Path, name: str, fmt: str, options: ImportOptions, report: SourceReport,
+                           stop: threading.Event, t0: float) -> VersionReport:
+    """Read, check and write a vector source as described at the top of this module."""
     jur = settings.jurisdiction
     bulk = not has_partition(session, layer.id)
     with tempfile.TemporaryDirectory(prefix="gisapproval-import-") as tmp:

@@ -122,6 +122,9 @@ class LayerVersion(Base):
     raster_path: Mapped[str | None] = mapped_column(sa.String(1000))
     affected_project_ids: Mapped[list[int]] = mapped_column(sa.ARRAY(sa.Integer), default=list)
     note: Mapped[str | None] = mapped_column(sa.Text)
+    # names the file its import kept its content digests in (gisapproval.digestcache, migration 0014)
+    content_token: Mapped[uuid.UUID] = mapped_column(sa.Uuid, default=uuid.uuid4,
+                                                     server_default=sa.text("gen_random_uuid()"))
 
 
 class LayerFeature(Base):

@@ -19,6 +19,29 @@ from gisapproval.db import drop_database, ensure_database, make_engine, make_ses
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _digest_files_of_the_session(tmp_path_factory):
+    """Layer imports in tests (also those of session fixtures, such as the sample's) keep their
+    versions' content digests (gisapproval.digestcache) in the session's own directory, not in
+    the app's home."""
+    from gisapproval import digestcache
+
+    where = tmp_path_factory.mktemp("live-digests")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(digestcache, "directory", lambda: where)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def digest_files(_digest_files_of_the_session, tmp_path_factory, monkeypatch):
+    """Each test keeps them in a directory of its own; the directory."""
+    from gisapproval import digestcache
+
+    where = tmp_path_factory.mktemp("live-digests")
+    monkeypatch.setattr(digestcache, "directory", lambda: where)
+    return where
+
+
 @pytest.fixture(scope="session")
 def settings():
     s = load_settings()

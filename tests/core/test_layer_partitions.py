@@ -69,6 +69,13 @@ def _import(session, settings, frame, path, layer="hazard_zones"):
                                  check_permission=False)
 
 
+def _imported_elsewhere(digest_files) -> None:
+    """Forget the content digests kept by the imports so far (gisapproval.digestcache), as on
+    another machine: the next re-import asks the database for them."""
+    for path in digest_files.glob("*.arrow"):
+        path.unlink()
+
+
 def _partition_indexes(session, layer_id) -> dict[str, str]:
     return dict(session.execute(sa.text(
         "SELECT i.relname, pi.relname FROM pg_inherits h JOIN pg_class i ON i.oid = h.inhrelid "
@@ -284,12 +291,14 @@ def test_a_reimport_writes_what_changed_and_nothing_else(hazard_layer, settings,
     assert all(now[k][0] != first[k][0] and now[k][1] != first[k][1] for k in ("H1", "H2"))
 
 
-def test_features_without_a_digest_are_compared_by_content_and_get_one(hazard_layer, settings, tmp_path):
+def test_features_without_a_digest_are_compared_by_content_and_get_one(hazard_layer, settings, tmp_path,
+                                                                       digest_files):
     """Rows written before migration 0010 have no digest: the next import compares them by
     content, finds them unchanged, and records their digest — also when the layer's other
     features have theirs."""
     s, layer = hazard_layer
     _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    _imported_elsewhere(digest_files)  # (before migration 0010 no import kept any)
     first = _live(s, layer.id)
     s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id, LayerFeature.feature_key != "H3")
               .values(content_digest=None))
@@ -438,16 +447,18 @@ def _slow_digests(monkeypatch, seconds=0.5, fail=False):
 
 
 @pytest.mark.parametrize("one_row_up_to", [1_000_000, 2])
-def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp_path, monkeypatch, one_row_up_to):
-    """A layer of up to a million live features gets its digests as one row, a larger one
-    grouped by ids (here: more than 2); either way each key comes with its own digest, and a
-    re-import finds what it holds."""
+def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp_path, monkeypatch, one_row_up_to,
+                                                     digest_files):
+    """A layer of up to a million live features gets its digests from the database as one row,
+    a larger one grouped by ids (here: more than 2); either way each key comes with its own
+    digest, and a re-import finds what it holds."""
     from gisapproval import layerversions
     from gisapproval.layerimport import LiveDigests
 
     monkeypatch.setattr(layerversions, "ONE_ROW_OF_DIGESTS", one_row_up_to)
     s, layer = hazard_layer
     _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    _imported_elsewhere(digest_files)
     conn = s.connection().connection.driver_connection
     counted, choose = [], layerversions._live_digests_sql
     monkeypatch.setattr(layerversions, "_live_digests_sql", lambda live: counted.append(live) or choose(live))
@@ -461,8 +472,10 @@ def test_the_live_digests_come_in_one_row_or_grouped(hazard_layer, settings, tmp
     assert layerversions._live_digests_sql(None) is grouped  # a layer whose live count is not known
     frame = hazards(["H1", "H2", "H3"])
     frame.loc[0, "risk_level"] = "high"
+    del counted[:]
     again = _import(s, settings, frame, tmp_path / "b.gpkg")
     assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+    assert counted == [3]  # asked of the database
     assert len(LiveDigests.from_aggregates([(None, None, None)])) == 0  # one row over no feature: nulls
 
 
@@ -769,3 +782,151 @@ def test_a_parcel_joined_by_its_id_is_found_through_the_ident_index(session):
     plan = "\n".join(session.execute(sa.text(
         "EXPLAIN SELECT p.parcel_code FROM parcels p JOIN project_parcels pp ON pp.parcel_id = p.id")).scalars())
     assert "Index Cond: (ident = pp.parcel_id)" in plan, plan
+
+
+def _kept(session, layer) -> dict[str, bytes] | None:
+    """The content digests kept for the layer's current version (gisapproval.digestcache):
+    key -> digest."""
+    from gisapproval import digestcache
+
+    version = session.get(LayerVersion, layer.current_version_id)
+    found = digestcache.load(version.content_token,
+                             version.count_added + version.count_changed + version.count_unchanged)
+    return None if found is None else {k: d.tobytes() for k, d in zip(found[0].to_pylist(), found[1], strict=True)}
+
+
+def _asked_of_the_database(monkeypatch) -> list:
+    """Each time a re-import asks the database for the live digests, an entry in the list."""
+    from gisapproval import layerversions
+
+    asked, query = [], layerversions._live_digests_sql
+    monkeypatch.setattr(layerversions, "_live_digests_sql", lambda live: asked.append(live) or query(live))
+    return asked
+
+
+def test_each_version_keeps_its_content_digests_as_the_database_holds_them(hazard_layer, settings, tmp_path,
+                                                                         digest_files):
+    """The import that made a version keeps its live features' keys and digests, exactly as the
+    database then holds them: after a first import; after a re-import that changes, adds,
+    removes and keeps features; after one in another CRS (every shape rewritten); and after
+    one that gave digests to features that had none."""
+    s, layer = hazard_layer
+
+    def live() -> dict[str, bytes]:
+        return {k: d for k, (_, d) in _live(s, layer.id).items()}
+
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    assert _kept(s, layer) == live() and len(live()) == 3
+    frame = hazards(["H1", "H2", "H3", "H4"]).drop(index=2)
+    frame.loc[0, "risk_level"] = "high"
+    frame.loc[1, "geometry"] = shapely.box(X0 + 100, Y0, X0 + 180, Y0 + 80.5)
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (1, 2, 1, 0)
+    assert _kept(s, layer) == live() and set(live()) == {"H1", "H2", "H4"}
+    stored_form = frame.set_geometry(gpd.GeoSeries([shapely.MultiPolygon([g]) for g in frame.geometry],
+                                                   index=frame.index, crs=frame.crs))  # found as read
+    kept = _import(s, settings, stored_form, tmp_path / "b2.gpkg")
+    assert (kept.added, kept.changed, kept.removed, kept.unchanged) == (0, 0, 0, 3)
+    assert _kept(s, layer) == live()
+    moved = _import(s, settings, frame.to_crs("EPSG:4326"), tmp_path / "c.gpkg")
+    assert moved.changed == 3  # (the shapes moved by a few nanometres)
+    assert _kept(s, layer) == live()
+    _imported_elsewhere(digest_files)
+    s.execute(sa.update(LayerFeature).where(LayerFeature.layer_id == layer.id).values(content_digest=None))
+    same = _import(s, settings, frame.to_crs("EPSG:4326"), tmp_path / "c.gpkg")
+    assert (same.changed, same.unchanged) == (0, 3)  # compared in the database, given their digests
+    assert None not in live().values() and _kept(s, layer) == live()
+    assert len(list(digest_files.glob("*.arrow"))) == 1 and not list(digest_files.glob(".*"))
+
+
+def test_a_reimport_takes_the_kept_digests_instead_of_asking_the_database(hazard_layer, settings, tmp_path,
+                                                                          monkeypatch):
+    s, _ = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    asked = _asked_of_the_database(monkeypatch)
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[0, "risk_level"] = "high"
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+    same = _import(s, settings, frame, tmp_path / "b.gpkg")  # with the digests the last import kept
+    assert (same.added, same.changed, same.removed, same.unchanged) == (0, 0, 0, 3)
+    assert asked == []
+
+
+def _cut_short(path):
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _not_arrow(path):
+    path.write_bytes(b"not an Arrow file")
+
+
+def _one_feature_fewer(path):
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as f:
+        table = pa.ipc.open_file(f).read_all()
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as out:
+        out.write_table(table.slice(1))
+
+
+def _another_format(path):
+    import pyarrow as pa
+
+    with pa.OSFile(str(path)) as f:
+        table = pa.ipc.open_file(f).read_all()
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema.remove_metadata()) as out:
+        out.write_table(table.replace_schema_metadata(None))
+
+
+@pytest.mark.parametrize("spoil", [_cut_short, _not_arrow, _one_feature_fewer, _another_format])
+def test_kept_digests_that_are_spoiled_are_asked_of_the_database_instead(hazard_layer, settings, tmp_path,
+                                                                        monkeypatch, digest_files, spoil):
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    (kept,) = digest_files.glob("*.arrow")
+    spoil(kept)
+    asked = _asked_of_the_database(monkeypatch)
+    frame = hazards(["H1", "H2", "H3"])
+    frame.loc[2, "risk_level"] = "low"
+    again = _import(s, settings, frame, tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 1, 0, 2)
+    assert asked == [3]
+    assert _kept(s, layer) == {k: d for k, (_, d) in _live(s, layer.id).items()}  # the new version's
+
+
+def test_imports_that_do_not_commit_leave_the_live_versions_kept_digests(hazard_layer, settings, tmp_path,
+                                                                         monkeypatch, digest_files):
+    """A refused import keeps no file and leaves none half-written; one whose transaction is
+    rolled back leaves a file that no version names. Either way the next re-import takes the
+    live version's kept digests, and finds the same differences as the database would."""
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    first = _kept(s, layer)
+    twice = hazards(["H1", "H2", "H3", "H3"])
+    with pytest.raises(InputError, match="appears 2 times"):
+        _import(s, settings, twice, tmp_path / "b.gpkg")
+    assert len(list(digest_files.iterdir())) == 1
+    changed = hazards(["H1", "H2", "H3"], risk="high")
+    undone = s.begin_nested()
+    assert _import(s, settings, changed, tmp_path / "c.gpkg").changed == 3
+    undone.rollback()
+    assert len(list(digest_files.glob("*.arrow"))) == 2 and _kept(s, layer) == first
+    asked = _asked_of_the_database(monkeypatch)
+    again = _import(s, settings, changed.iloc[:2], tmp_path / "d.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 2, 1, 0)
+    assert asked == []
+
+
+def test_a_home_that_cannot_be_written_to_only_costs_the_query(hazard_layer, settings, tmp_path, monkeypatch):
+    from gisapproval import digestcache
+
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a directory")
+    monkeypatch.setattr(digestcache, "directory", lambda: blocked / "live-digests")
+    s, layer = hazard_layer
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    asked = _asked_of_the_database(monkeypatch)
+    again = _import(s, settings, hazards(["H1", "H2"]), tmp_path / "b.gpkg")
+    assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 1, 2)
+    assert asked == [3] and _kept(s, layer) is None

@@ -1,0 +1,160 @@
+"""Each layer version's content digests, kept on the machine whose import made the version.
+
+A re-import finds the source features a layer already holds by their content digests
+(``gisapproval.layerimport.LiveDigests``). The database gives the live features' keys and
+digests in one query: for 200,000 features about 7.8 MB, which take 60-85 ms from a server on
+the same machine, and longer across a network. But the import that made the current version
+had them all already, as the digests of the features it read: it streams them to a file in the
+app's home (``cache/live-digests/<token>.arrow``), and the next re-import of the layer on this
+machine reads them from there instead, in a few milliseconds.
+
+The file is named by the version's content token, a random UUID every version gets when it
+is made (migration 0014), so no other version can take the file for its own: not one in
+another database, nor one made after a restored backup handed out the same numbers again. It
+gets that name only once the import has read its whole source without a problem; an import
+that is then not committed leaves a file no version names, which is evicted in time. It holds
+the version's live features exactly: every feature of the source with its digest, which the
+database holds for it too (a feature found unchanged has that very digest, and one written or
+compared in the database is given it). A version without a file here (imported on another
+machine, made by a rollback, or its file evicted, damaged or of another format) is asked of the
+database as before.
+
+Files are written whole (under a temporary name, then renamed), readable by every user of the
+home (the command line's, the web server's), and the most recently used are kept up to
+``KEPT_BYTES`` in all. A home that cannot be written to is not written to. They are trusted as
+the rest of the home is (``gisapproval.crs``): whoever may write there may change them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .config import app_home
+
+DIRECTORY = Path("cache") / "live-digests"  # under the app's home
+KEPT_BYTES = 512 * 1024**2  # the files kept, the most recently used first
+ABANDONED_AFTER_S = 24 * 3600  # a temporary file this old belongs to no running import
+_TEMPORARY = ".importing-"
+# a feature's key, and its digest (16 bytes, zeros where not known), as LiveDigests holds them
+SCHEMA = pa.schema([("feature_key", pa.string()), ("content_digest", pa.binary(16))],
+                   metadata={"gisapproval": "live digests 1"})
+
+
+def directory() -> Path:
+    return app_home() / DIRECTORY
+
+
+def path_for(token: uuid.UUID) -> Path:
+    return directory() / f"{token}.arrow"
+
+
+class DigestRecorder:
+    """The keys and digests of an import's features, streamed batch by batch (``add``) into a
+    temporary file, which ``keep`` names for the version made and ``discard`` removes. Once
+    anything goes wrong with the file it records nothing more and keeps nothing."""
+
+    def __init__(self):
+        self._tmp: Path | None = None
+        self._file = self._writer = None
+        try:
+            directory().mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory(), prefix=_TEMPORARY, suffix=".arrow")
+            self._tmp, self._file = Path(tmp), os.fdopen(fd, "wb")
+            self._writer = pa.ipc.new_file(self._file, SCHEMA)
+        except OSError:  # a home we may not write to
+            self.discard()
+
+    def add(self, keys: pa.Array, digests: np.ndarray) -> None:
+        """Record features: their keys, and their digests as an (n, 2) uint64 array."""
+        if self._writer is None:
+            return
+        column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(digests), [
+            None, pa.py_buffer(np.ascontiguousarray(digests, dtype="<u8"))])
+        try:
+            self._writer.write_batch(pa.record_batch([keys.cast(pa.string()), column], schema=SCHEMA))
+        except OSError:
+            self.discard()
+
+    def keep(self, token: uuid.UUID) -> None:
+        """The features recorded are the whole content of the version named by ``token``."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+            self._file.close()
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, path_for(token))
+        except OSError:
+            self.discard()
+            return
+        self._tmp = self._file = self._writer = None
+        evict()
+
+    def discard(self) -> None:
+        for close in (getattr(self._writer, "close", None), getattr(self._file, "close", None)):
+            try:
+                if close is not None:
+                    close()
+            except (OSError, ValueError):
+                pass
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._tmp = self._file = self._writer = None
+
+
+def load(token: uuid.UUID, count: int) -> tuple[pa.Array, np.ndarray] | None:
+    """The keys and digests (an (n, 2) uint64 array) of the version named by ``token``, which
+    has ``count`` live features; None when no usable file of them is here."""
+    path = path_for(token)
+    try:
+        with pa.OSFile(str(path)) as f:
+            table = pa.ipc.open_file(f).read_all()
+    except (OSError, pa.ArrowException):  # none, or not an Arrow file (cut short, overwritten)
+        return None
+    if not table.schema.equals(SCHEMA, check_metadata=True) or table.num_rows != count:
+        return None
+    keys, column = (table.column(name).combine_chunks() for name in SCHEMA.names)
+    if keys.null_count or column.null_count:
+        return None
+    try:
+        os.utime(path)  # recently used: evicted last
+    except OSError:
+        pass
+    start = column.offset * 2
+    digests = np.frombuffer(column.buffers()[1], dtype="<u8")[start:start + 2 * len(column)].reshape(-1, 2)
+    return keys, digests
+
+
+def evict(kept_bytes: int = KEPT_BYTES) -> None:
+    """Remove the files least recently used beyond ``kept_bytes`` in all (always keeping the
+    latest), and temporary files that no import can still be writing."""
+    files, now = [], time.time()
+    try:
+        with os.scandir(directory()) as found:
+            for entry in found:
+                try:
+                    info = entry.stat()
+                    if entry.name.startswith(_TEMPORARY):
+                        if now - info.st_mtime > ABANDONED_AFTER_S:
+                            os.unlink(entry.path)
+                    elif entry.name.endswith(".arrow"):
+                        files.append((info.st_mtime, info.st_size, entry.path))
+                except OSError:
+                    pass
+    except OSError:
+        return
+    total = 0
+    for i, (_, size, path) in enumerate(sorted(files, reverse=True)):
+        total += size
+        if i and total > kept_bytes:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
