@@ -134,12 +134,14 @@ def _ogr2ogr(url: str, gpkg: Path, table: str = "bench_ogr_parcels") -> float:
 
 
 def _empty_cadastre(url: str) -> None:
-    """Make the cadastre layer empty again, as before its first import: no partition, no version."""
+    """Make the cadastre layer empty again, as before its first import: no partition, no version
+    (and no digests kept for its versions)."""
     import sqlalchemy as sa
 
     from gisapproval.db import make_engine
     from gisapproval.layerversions import PARCELS_VIEW, partition_name
 
+    _forget_kept_digests(url)
     engine = make_engine(url)
     with engine.begin() as conn:
         layer = conn.scalar(sa.text("SELECT id FROM layers WHERE name = 'cadastre'"))
@@ -244,6 +246,7 @@ def main() -> None:
                               json.dumps(extent)], capture_output=True, text=True, check=True)
         running = json.loads(out.stdout.strip().splitlines()[-1])["seconds"][1:]
     finally:
+        _forget_kept_digests(url)  # (the versions' files, in the app's home)
         drop_database(url)
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -19,10 +19,18 @@ compared in the database is given it). A version without a file here (imported o
 machine, made by a rollback, or its file evicted, damaged or of another format) is asked of the
 database as before.
 
-Files are written whole (under a temporary name, then renamed), readable by every user of the
-home (the command line's, the web server's), and the most recently used are kept up to
-``KEPT_BYTES`` in all. A home that cannot be written to is not written to. They are trusted as
-the rest of the home is (``gisapproval.crs``): whoever may write there may change them.
+A file is written under a temporary name and renamed once complete; its last batch carries a
+checksum of its keys and digests, so a file damaged in any way (cut short, a byte changed, pages
+lost in a power failure) is not used, and is removed. Files are readable by every user of the
+home (the command line's, the web server's: a user who cannot write the directory keeps no
+file, which only costs the query), and the most recently used are kept up to ``KEPT_BYTES`` in
+all. A home that cannot be written to is not written to. They are trusted as the rest of the
+home is (``gisapproval.crs``): whoever may write there may change them.
+
+The files know only what imports wrote. Whoever changes a version's live features in the
+database in any other way (by hand in SQL, or in a migration) must give the version a new token
+(``UPDATE layer_versions SET content_token = gen_random_uuid() WHERE id = ...``) or empty the
+directory, or a re-import on this machine would still take the features for what they were.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import xxhash
 
 from .config import app_home
 
@@ -55,6 +64,28 @@ def path_for(token: uuid.UUID) -> Path:
     return directory() / f"{token}.arrow"
 
 
+class _Checksum:
+    """XXH3-128 of the keys' lengths, the keys' text and the digests, each run together in the
+    order recorded, whatever the batches: so the same for the batches written and for the
+    whole columns read back."""
+
+    def __init__(self):
+        self._parts = [xxhash.xxh3_128() for _ in range(3)]
+
+    def update(self, keys: pa.Array, digests: np.ndarray) -> None:
+        if not len(keys):
+            return
+        offsets = np.frombuffer(keys.buffers()[1], dtype="<i4")[keys.offset:keys.offset + len(keys) + 1]
+        text = keys.buffers()[2]
+        for part, data in zip(self._parts, (np.diff(offsets).astype("<i4"),
+                                            b"" if text is None else memoryview(text)[offsets[0]:offsets[-1]],
+                                            np.ascontiguousarray(digests, dtype="<u8")), strict=True):
+            part.update(data)
+
+    def hexdigest(self) -> str:
+        return xxhash.xxh3_128_hexdigest(b"".join(part.digest() for part in self._parts))
+
+
 class DigestRecorder:
     """The keys and digests of an import's features, streamed batch by batch (``add``) into a
     temporary file, which ``keep`` names for the version made and ``discard`` removes. Once
@@ -63,6 +94,7 @@ class DigestRecorder:
     def __init__(self):
         self._tmp: Path | None = None
         self._file = self._writer = None
+        self._checksum = _Checksum()
         try:
             directory().mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=directory(), prefix=_TEMPORARY, suffix=".arrow")
@@ -75,18 +107,21 @@ class DigestRecorder:
         """Record features: their keys, and their digests as an (n, 2) uint64 array."""
         if self._writer is None:
             return
-        column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(digests), [
-            None, pa.py_buffer(np.ascontiguousarray(digests, dtype="<u8"))])
+        batch = _batch(keys.cast(pa.string()), digests)
         try:
-            self._writer.write_batch(pa.record_batch([keys.cast(pa.string()), column], schema=SCHEMA))
+            self._writer.write_batch(batch)
         except OSError:
             self.discard()
+            return
+        self._checksum.update(batch.column(0), digests)
 
     def keep(self, token: uuid.UUID) -> None:
         """The features recorded are the whole content of the version named by ``token``."""
         if self._writer is None:
             return
         try:
+            self._writer.write_batch(_batch(pa.array([], type=pa.string()), np.empty((0, 2), dtype="<u8")),
+                                     custom_metadata={"checksum": self._checksum.hexdigest()})
             self._writer.close()
             self._file.close()
             os.chmod(self._tmp, 0o644)
@@ -109,27 +144,56 @@ class DigestRecorder:
         self._tmp = self._file = self._writer = None
 
 
+def _batch(keys: pa.Array, digests: np.ndarray) -> pa.RecordBatch:
+    column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(digests), [
+        None, pa.py_buffer(np.ascontiguousarray(digests, dtype="<u8"))])
+    return pa.record_batch([keys, column], schema=SCHEMA)
+
+
 def load(token: uuid.UUID, count: int) -> tuple[pa.Array, np.ndarray] | None:
     """The keys and digests (an (n, 2) uint64 array) of the version named by ``token``, which
-    has ``count`` live features; None when no usable file of them is here."""
+    has ``count`` live features; None when no usable file of them is here (one that is there
+    but damaged, or of another format, is removed)."""
     path = path_for(token)
     try:
-        with pa.OSFile(str(path)) as f:
-            table = pa.ipc.open_file(f).read_all()
-    except (OSError, pa.ArrowException):  # none, or not an Arrow file (cut short, overwritten)
+        source = pa.OSFile(str(path))
+    except OSError:
         return None
-    if not table.schema.equals(SCHEMA, check_metadata=True) or table.num_rows != count:
-        return None
-    keys, column = (table.column(name).combine_chunks() for name in SCHEMA.names)
-    if keys.null_count or column.null_count:
+    try:
+        with source:
+            found = _read(source, count)
+    except (OSError, ValueError, TypeError, IndexError, pa.ArrowException):
+        found = None
+    if found is None:
+        path.unlink(missing_ok=True)
         return None
     try:
         os.utime(path)  # recently used: evicted last
     except OSError:
         pass
+    return found
+
+
+def _read(source, count: int) -> tuple[pa.Array, np.ndarray] | None:
+    """A file's keys and digests if it is of this format, complete, undamaged and of ``count``
+    features, else None."""
+    reader = pa.ipc.open_file(source)
+    if not reader.schema.equals(SCHEMA, check_metadata=True) or not reader.num_record_batches:
+        return None
+    last = reader.get_batch_with_custom_metadata(reader.num_record_batches - 1)
+    kept = (last.custom_metadata or {}).get(b"checksum")
+    table = reader.read_all()
+    if kept is None or table.num_rows != count:
+        return None
+    table.validate(full=True)
+    keys, column = (table.column(name).combine_chunks() for name in SCHEMA.names)
+    if keys.null_count or column.null_count:
+        return None
     start = column.offset * 2
     digests = np.frombuffer(column.buffers()[1], dtype="<u8")[start:start + 2 * len(column)].reshape(-1, 2)
-    return keys, digests
+    checksum = _Checksum()
+    checksum.update(keys, digests)
+    return (keys, digests) if checksum.hexdigest().encode() == kept else None
 
 
 def evict(kept_bytes: int = KEPT_BYTES) -> None:

@@ -270,7 +270,8 @@ FROM layer_features WHERE layer_id = %s AND valid_to IS NULL
 """
 LIVE_DIGESTS_GROUPED = LIVE_DIGESTS + "GROUP BY id / 1000000\n"
 ONE_ROW_OF_DIGESTS = 1_000_000  # live features up to which their digests come in one row
-LIVE_COUNT = """
+# the layer's current version: how many live features it has, and its content token
+CURRENT_VERSION = """
 SELECT v.count_added + v.count_changed + v.count_unchanged, v.content_token
 FROM layers l JOIN layer_versions v ON v.id = l.current_version_id WHERE l.id = %s
 """
@@ -287,7 +288,7 @@ def _live_digests(conn, layer_id: int) -> LiveDigests:
     current version kept on this machine (``gisapproval.digestcache``), else from the
     database (``LIVE_DIGESTS``), through the session's own connection (psycopg)."""
     with conn.cursor(binary=True) as cur:
-        live, token = cur.execute(LIVE_COUNT, (layer_id,)).fetchone() or (None, None)
+        live, token = cur.execute(CURRENT_VERSION, (layer_id,)).fetchone() or (None, None)
         kept = digestcache.load(token, live) if token is not None else None
         if kept is not None:
             return LiveDigests(*kept)
@@ -321,10 +322,9 @@ def _publish_vector(session: Session, settings: Settings, actor: User | None, la
     try:
         result = _read_and_write_vector(session, settings, actor, layer, spec, source, name, fmt, options, report,
                                         stop, t0)
-    except BaseException:
-        recorder.discard()
-        raise
-    recorder.keep(session.get(LayerVersion, result.version_id).content_token)
+        recorder.keep(session.get(LayerVersion, result.version_id).content_token)
+    finally:
+        recorder.discard()  # (nothing left once kept)
     return result
 
 

@@ -30,9 +30,39 @@ def test_what_is_recorded_is_loaded_by_the_versions_token_and_count(digest_files
     loaded_keys, loaded = digestcache.load(token, 5)
     assert loaded_keys.to_pylist() == ["a", "b", "c", "dé", "e"] and loaded_keys.type == pa.string()
     assert np.array_equal(loaded, np.concatenate(digests)) and loaded.dtype == np.dtype("<u8")
-    assert digestcache.load(token, 4) is None and digestcache.load(uuid.uuid4(), 5) is None
     (kept,) = digest_files.iterdir()
     assert kept.name == f"{token}.arrow" and stat.S_IMODE(kept.stat().st_mode) == 0o644
+    assert digestcache.load(uuid.uuid4(), 5) is None and kept.exists()  # another version's: none
+    assert digestcache.load(token, 4) is None and not kept.exists()  # not the version's content: removed
+
+
+def _kept_file(keys: list[str]) -> tuple[uuid.UUID, bytes]:
+    token = uuid.uuid4()
+    recorder = digestcache.DigestRecorder()
+    recorder.add(pa.array(keys), _digests(len(keys), 3))
+    recorder.keep(token)
+    return token, digestcache.path_for(token).read_bytes()
+
+
+def test_a_file_changed_after_it_was_written_is_not_used_and_removed(digest_files):
+    """A byte of a key or of a digest, a key's offset, the checksum itself, or the end of the
+    file: each change is found, and the file removed."""
+    token, good = _kept_file(["K1", "K2", "K3"])
+    path = digestcache.path_for(token)
+    digest = _digests(3, 3)[2].tobytes()
+    spoiled = [good.replace(b"K1K2K3", b"K1K2K8"), good.replace(digest, digest[:-1] + bytes([digest[-1] ^ 1])),
+               good.replace(np.array([0, 2, 4, 6], dtype="<i4").tobytes(),
+                            np.array([0, 2, 4, 9999], dtype="<i4").tobytes()),
+               good[:-40]]
+    checksum = digestcache._Checksum()
+    checksum.update(pa.array(["K1", "K2", "K3"]), _digests(3, 3))
+    spoiled.append(good.replace(checksum.hexdigest().encode(), b"0" * 32))
+    for data in spoiled:
+        assert data != good
+        path.write_bytes(data)
+        assert digestcache.load(token, 3) is None and not path.exists()
+    path.write_bytes(good)
+    assert digestcache.load(token, 3)[0].to_pylist() == ["K1", "K2", "K3"]
 
 
 def test_a_discarded_recording_leaves_nothing(digest_files):
