@@ -990,3 +990,34 @@ def test_a_home_that_cannot_be_written_to_only_costs_the_query(hazard_layer, set
     again = _import(s, settings, hazards(["H1", "H2"]), tmp_path / "b.gpkg")
     assert (again.added, again.changed, again.removed, again.unchanged) == (0, 0, 1, 2)
     assert asked == [3] and _kept(s, layer) is None
+
+
+def test_batches_are_written_through_the_indexes_and_the_plan_settings_restored_after(hazard_layer, settings,
+                                                                                      tmp_path, monkeypatch):
+    """While a re-import writes its batches the planner may not hash or merge the layer's whole
+    partition (BATCH_PLAN); after it, committed or refused, the session plans as before."""
+    from gisapproval import layerversions
+
+    s, _ = hazard_layer
+
+    def plan() -> tuple[str, str]:
+        return tuple(s.connection().execute(sa.text(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")).one())
+
+    _import(s, settings, hazards(["H1", "H2", "H3"]), tmp_path / "a.gpkg")
+    seen, write = [], layerversions._write_differences
+
+    def noting(conn, layer_id, number):
+        seen.append(tuple(conn.execute(sa.text(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')")).one()))
+        return write(conn, layer_id, number)
+
+    monkeypatch.setattr(layerversions, "_write_differences", noting)
+    assert _import(s, settings, hazards(["H1", "H2", "H3"], risk="high"), tmp_path / "b.gpkg").changed == 3
+    assert seen == [("off", "off")] and plan() == ("on", "on")
+    with pytest.raises(InputError, match="appears 2 times"):
+        _import(s, settings, hazards(["H1", "H2", "H2"], risk="low"), tmp_path / "c.gpkg")
+    assert len(seen) == 1 and plan() == ("on", "on")
+    s.execute(sa.text("SET LOCAL enable_mergejoin = off"))  # a session's own setting is kept
+    assert _import(s, settings, hazards(["H1"], risk="low"), tmp_path / "d.gpkg").changed == 1
+    assert seen[-1] == ("off", "off") and plan() == ("on", "off")
