@@ -12,7 +12,8 @@ change): each takes the live features' digests from the file the import before k
 (gisapproval.digestcache), as on the machine that made the live version, and then, as many
 times again, from the database, as on another machine. Each import runs in its own process, so
 its peak memory is its own. The same re-imports then run one after the other in a single
-process, as a running web server runs the upload page's imports. Prints the figures and their medians; the last line is machine-readable:
+process, as a running web server runs the upload page's imports. Prints the figures and their
+medians; the last line is machine-readable:
 RESULT import ratio_vs_ogr2ogr=<x> reimport_1pct_s=<s> peak_mb=<m>
 """
 
