@@ -849,7 +849,8 @@ def test_each_version_keeps_its_content_digests_as_the_database_holds_them(hazar
     assert (kept.added, kept.changed, kept.removed, kept.unchanged) == (0, 0, 0, 3)
     assert _kept(s, layer) == live()
     bowtie = frame.copy()
-    bowtie.loc[1, "geometry"] = shapely.Polygon([(X0 + 100, Y0), (X0 + 180, Y0 + 80), (X0 + 180, Y0), (X0 + 100, Y0 + 80)])
+    bowtie.loc[1, "geometry"] = shapely.Polygon([(X0 + 100, Y0), (X0 + 180, Y0 + 80), (X0 + 180, Y0),
+                                                 (X0 + 100, Y0 + 80)])
     bowtie.to_file(tmp_path / "r.gpkg")
     repaired = publish_layer_version(s, settings, None, "hazard_zones", tmp_path / "r.gpkg",
                                      options=ImportOptions(repair=True), check_permission=False)
