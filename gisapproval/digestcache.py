@@ -47,6 +47,7 @@ import pyarrow as pa
 import xxhash
 
 from .config import app_home
+from .layerimport import array_digests, digest_array, utf8_bytes, value_offsets
 
 DIRECTORY = Path("cache") / "live-digests"  # under the app's home
 KEPT_BYTES = 512 * 1024**2  # the files kept, the most recently used first
@@ -76,10 +77,7 @@ class _Checksum:
     def update(self, keys: pa.Array, digests: np.ndarray) -> None:
         if not len(keys):
             return
-        offsets = np.frombuffer(keys.buffers()[1], dtype="<i4")[keys.offset:keys.offset + len(keys) + 1]
-        text = keys.buffers()[2]
-        for part, data in zip(self._parts, (np.diff(offsets).astype("<i4"),
-                                            b"" if text is None else memoryview(text)[offsets[0]:offsets[-1]],
+        for part, data in zip(self._parts, (np.diff(value_offsets(keys)).astype("<i4"), utf8_bytes(keys),
                                             np.ascontiguousarray(digests, dtype="<u8")), strict=True):
             part.update(data)
 
@@ -146,9 +144,7 @@ class DigestRecorder:
 
 
 def _batch(keys: pa.Array, digests: np.ndarray) -> pa.RecordBatch:
-    column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(digests), [
-        None, pa.py_buffer(np.ascontiguousarray(digests, dtype="<u8"))])
-    return pa.record_batch([keys, column], schema=SCHEMA)
+    return pa.record_batch([keys, digest_array(digests)], schema=SCHEMA)
 
 
 def load(token: uuid.UUID, count: int) -> tuple[pa.Array, np.ndarray] | None:
@@ -190,8 +186,7 @@ def _read(source, count: int) -> tuple[pa.Array, np.ndarray] | None:
     keys, column = (table.column(name).combine_chunks() for name in SCHEMA.names)
     if keys.null_count or column.null_count:
         return None
-    start = column.offset * 2
-    digests = np.frombuffer(column.buffers()[1], dtype="<u8")[start:start + 2 * len(column)].reshape(-1, 2)
+    digests = array_digests(column)
     checksum = _Checksum()
     checksum.update(keys, digests)
     return (keys, digests) if checksum.hexdigest().encode() == kept else None

@@ -134,7 +134,7 @@ class Batch:
             length = pc.binary_length(col).to_numpy(zero_copy_only=False).astype(">i4")
             parts += [pa.array(length.view("S4"), type=pa.binary(4)).cast(pa.large_binary()), col]
         rows = pc.binary_join_element_wise(*parts, _EMPTY)
-        offsets = _value_offsets(rows)
+        offsets = value_offsets(rows)
         return rows.buffers()[2][offsets[0]:offsets[-1]].to_pybytes() if len(rows) else b""
 
 
@@ -467,10 +467,22 @@ def _digests(*parts) -> np.ndarray:
     return out
 
 
+def digest_array(digests: np.ndarray) -> pa.FixedSizeBinaryArray:
+    """Digests (an (n, 2) uint64 array) as Arrow values of their 16 bytes, zeros as they are."""
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(digests), [
+        None, pa.py_buffer(np.ascontiguousarray(digests, dtype="<u8"))])
+
+
+def array_digests(values: pa.FixedSizeBinaryArray) -> np.ndarray:
+    """The (n, 2) uint64 array of 16-byte Arrow values (``digest_array``'s inverse, no copy)."""
+    start = 2 * values.offset
+    return np.frombuffer(values.buffers()[1], dtype="<u8")[start:start + 2 * len(values)].reshape(-1, 2)
+
+
 def digest_column(digests: np.ndarray) -> pa.Array:
     """Digests as written to the uuid column content_digest: 16 bytes each, null where not known."""
-    fixed = pa.array(np.ascontiguousarray(digests).view("S16").ravel(), type=pa.binary(16))
-    return pc.if_else(pa.array(digests.any(axis=1)), fixed, pa.scalar(None, pa.binary(16))).cast(pa.binary())
+    return pc.if_else(pa.array(digests.any(axis=1)), digest_array(digests),
+                      pa.scalar(None, pa.binary(16))).cast(pa.binary())
 
 
 class LiveDigests:
@@ -696,7 +708,7 @@ def _web_ewkb(ewkb: pa.Array, shapes: np.ndarray, geometry_type: str, to_web: Tr
     coordinates read, transformed and written back in place for the whole batch at once; any
     other goes through shapely."""
     n = len(ewkb)
-    offsets = _value_offsets(ewkb).astype(np.int64)
+    offsets = value_offsets(ewkb).astype(np.int64)
     data = np.frombuffer(ewkb.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].copy() if n else \
         np.empty(0, dtype=np.uint8)
     start = offsets[:-1] - offsets[0]
@@ -809,18 +821,18 @@ def _check_geometries(wkb: np.ndarray, rows: np.ndarray, name, key_at, start, sh
     return geoms, changed
 
 
-def _value_offsets(arr: pa.Array) -> np.ndarray:
+def value_offsets(arr: pa.Array) -> np.ndarray:
     """Where each value of a binary or string array (large or not) begins in its data buffer,
     and where the last ends: one more offset than values, the array's own slice (no copy)."""
     wide = pa.types.is_large_binary(arr.type) or pa.types.is_large_string(arr.type)
     return np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
 
 
-def _utf8_bytes(col: pa.Array) -> np.ndarray:
+def utf8_bytes(col: pa.Array) -> np.ndarray:
     """The bytes of a string array's values, run together (no copy)."""
     if not len(col) or col.buffers()[2] is None:
         return np.empty(0, dtype=np.uint8)
-    offsets = _value_offsets(col)
+    offsets = value_offsets(col)
     return np.frombuffer(col.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
 
 
@@ -834,7 +846,7 @@ def attrs_json(columns: dict[str, pa.Array], types: dict[str, str]) -> pa.Array:
         col = columns[name]
         parts[-1] += ("," if i else "") + json.dumps(name, ensure_ascii=False) + ":"
         if typ == "str":
-            text = _utf8_bytes(col)
+            text = utf8_bytes(col)
             if (text < 0x20).any():  # control characters: as json writes them, quotes and all
                 parts += [pa.array([json.dumps(v, ensure_ascii=False) for v in col.to_pylist()], type=pa.string()),
                           ""]
