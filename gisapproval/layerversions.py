@@ -135,7 +135,7 @@ COLUMNS = ", ".join(STORED_COLUMNS)  # what an import writes for each feature
 # New or changed content of a layer, before it is compared with the live features.
 STAGING_DDL = """
 CREATE TEMP TABLE layer_staging (
-    feature_key text NOT NULL,
+    feature_key text COLLATE "C" NOT NULL,  -- as layer_features' (migration 0015), so its index serves the joins
     attrs jsonb NOT NULL,
     geom geometry NOT NULL,
     content_digest uuid,

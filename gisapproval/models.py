@@ -148,7 +148,7 @@ class LayerFeature(Base):
     __mapper_args__ = {"primary_key": ["id"]}  # the table's key is (id, layer_id): a partition key must be in it
     id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=True)
     layer_id: Mapped[int] = mapped_column(sa.ForeignKey("layers.id"), primary_key=True)
-    feature_key: Mapped[str] = mapped_column(sa.String(200))
+    feature_key: Mapped[str] = mapped_column(sa.String(200, collation="C"))  # compared by bytes (migration 0015)
     valid_from: Mapped[int]
     valid_to: Mapped[int | None]
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -168,7 +168,7 @@ views = sa.MetaData()
 parcels_view = sa.Table(
     "parcels", views,
     sa.Column("id", sa.BigInteger, primary_key=True),
-    sa.Column("parcel_code", sa.String(200)),
+    sa.Column("parcel_code", sa.String(200, collation="C")),
     sa.Column("holder", sa.String),
     sa.Column("land_use", sa.String),
     sa.Column("area_m2", sa.Float),

@@ -113,6 +113,9 @@ def test_a_first_import_builds_and_attaches_the_layers_own_partition(hazard_laye
         "ix_layer_features_live", "ix_layer_features_ident"}
     assert s.scalar(sa.text("SELECT count(*) FROM pg_index WHERE indrelid = to_regclass(:t)"),
                     {"t": partition_name(layer.id)}) == 5  # and none built again beside them
+    assert s.scalar(sa.text("SELECT co.collname FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation "
+                            "WHERE a.attrelid = to_regclass(:t) AND a.attname = 'feature_key'"),
+                    {"t": partition_name(layer.id)}) == "C"  # keys compare by bytes (migration 0015)
     rows = s.execute(sa.select(LayerFeature.feature_key, LayerFeature.id, LayerFeature.ident,
                                LayerFeature.geom_web.is_not(None))
                      .where(features_as_of(layer.id, report.number)).order_by(LayerFeature.feature_key)).all()

@@ -147,6 +147,49 @@ def test_layer_partitions_are_vacuumed_promptly_from_their_migration(empty_db_ur
         migrate.upgrade(empty_db_url)
 
 
+def test_feature_keys_compare_by_bytes_from_their_migration(empty_db_url, mig_engine):
+    """Migration 0015 gives layer_features' key column, every partition's, their key indexes
+    and the parcels view's code the collation "C", keeps the view as it was, and takes the
+    collation back on downgrade."""
+    migrate.upgrade(empty_db_url)
+    migrate.downgrade(empty_db_url, "0014")
+
+    def collations() -> tuple[dict[str, str], set[str]]:
+        with mig_engine.connect() as c:
+            columns = dict(c.execute(sa.text(
+                "SELECT c.relname, co.collname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_collation co ON co.oid = a.attcollation "
+                "WHERE a.attname IN ('feature_key', 'parcel_code') AND c.relname IN "
+                "('layer_features', 'layer_features_p901', 'layer_features_p902', 'parcels')")).all())
+            indexes = set(c.execute(sa.text(
+                "SELECT DISTINCT co.collname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "CROSS JOIN unnest(i.indcollation) u(coll) JOIN pg_collation co ON co.oid = u.coll "
+                "WHERE c.relname LIKE 'layer_features%'")).scalars())
+        return columns, indexes
+
+    def view() -> str:
+        with mig_engine.connect() as c:
+            return c.execute(sa.text("SELECT pg_get_viewdef('parcels'::regclass)")).scalar()
+
+    with mig_engine.begin() as c:
+        for n in (901, 902):
+            c.execute(sa.text(f"CREATE TABLE layer_features_p{n} PARTITION OF layer_features FOR VALUES IN ({n})"))
+    tables = ("layer_features", "layer_features_p901", "layer_features_p902", "parcels")
+    try:
+        before = view()
+        assert collations() == (dict.fromkeys(tables, "default"), {"default"})
+        migrate.upgrade(empty_db_url)
+        assert collations() == (dict.fromkeys(tables, "C"), {"C"})
+        assert view() == before
+        migrate.downgrade(empty_db_url, "0014")
+        assert collations() == (dict.fromkeys(tables, "default"), {"default"})
+        assert view() == before
+    finally:
+        with mig_engine.begin() as c:
+            c.execute(sa.text("DROP TABLE layer_features_p901, layer_features_p902"))
+        migrate.upgrade(empty_db_url)
+
+
 def test_downgrade_to_base_leaves_nothing(empty_db_url, mig_engine):
     migrate.upgrade(empty_db_url)
     migrate.downgrade(empty_db_url, "base")
