@@ -60,7 +60,7 @@ from .layerimport import (
     extract_shapefile,
 )
 from .layerstore import file_sha256, store_raster
-from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, User
+from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, Project, User
 
 
 class LayerBusyError(GisApprovalError):
@@ -720,6 +720,9 @@ def record_refused_import(session: Session, actor: User | None, layer_name: str,
                   "more": getattr(error, "more", 0)})
 
 
+ROLLED_BACK_TO = "rollback to version "  # a roll-back's source name, the version's number after it
+
+
 def rollback_layer(session: Session, actor: User | None, layer_name: str, to_number: int, *,
                    check_permission: bool = True) -> VersionReport:
     """Publish version ``to_number``'s content as a new version (history is kept)."""
@@ -741,7 +744,7 @@ def rollback_layer(session: Session, actor: User | None, layer_name: str, to_num
         "WHERE layer_id = :layer AND valid_from <= :n AND (valid_to IS NULL OR valid_to > :n)"),
         {"layer": layer.id, "n": to_number})
     _index_staging(session)
-    result = _apply_staging(session, actor, layer, spec, f"rollback to version {to_number}", target.checksum,
+    result = _apply_staging(session, actor, layer, spec, f"{ROLLED_BACK_TO}{int(to_number)}", target.checksum,
                             note=f"content of version {to_number}", event_type="layer_version.rolled_back",
                             extra={"to_version": to_number})
     result.seconds = time.perf_counter() - t0
@@ -919,3 +922,16 @@ def layer_overview(session: Session, layer_name: str | None = None) -> list[Laye
 def version_authors(session: Session, versions: list[LayerVersion]) -> dict[int, User]:
     ids = {v.created_by_id for v in versions if v.created_by_id}
     return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(ids)))} if ids else {}
+
+
+def impact_projects(session: Session, versions: list[LayerVersion]) -> dict[int, Project]:
+    """The projects these versions' impact lists name, by id."""
+    ids = {i for v in versions for i in v.affected_project_ids or ()}
+    return {p.id: p for p in session.scalars(sa.select(Project).where(Project.id.in_(ids)))} if ids else {}
+
+
+def rolled_back_to(version: LayerVersion) -> int | None:
+    """The version whose content this one published again, if it was made by a roll-back."""
+    name = version.source_name or ""
+    number = name.removeprefix(ROLLED_BACK_TO)
+    return int(number) if name.startswith(ROLLED_BACK_TO) and number.isascii() and number.isdigit() else None

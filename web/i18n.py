@@ -8,6 +8,7 @@ raw key to a user. The language comes from ``?lang=`` (which also sets the cooki
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlencode
 
 from flask import g, request
@@ -168,7 +169,15 @@ def remember_language(response):
     return response
 
 
+def local_time(value: dt.datetime | None, seconds: bool = False) -> str:
+    """An instant as the time in China (the jurisdiction's clock), to the minute or the second."""
+    from gisapproval.workflow.base import CHINA
+
+    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") if value else ""
+
+
 def init_app(app) -> None:
+    app.jinja_env.filters["local_time"] = local_time
     app.jinja_env.globals.update(
         _=gettext, pick=pick, get_language=get_language, other_language=other_language,
         language_switch_url=language_switch_url, html_lang=HTML_LANG,

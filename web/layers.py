@@ -29,6 +29,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gisapproval import layerversions as lv
 from gisapproval.errors import GisApprovalError, InputError, NotFoundError
 from gisapproval.layerimport import ImportOptions, LayerImportError
+from gisapproval.models import LayerVersion
+from gisapproval.workflow.base import can_view_project
 
 from . import api, nav
 from .auth import current_user, roles_required
@@ -103,9 +105,24 @@ def run_rollback(user, layer_name: str, to_number: int) -> lv.VersionReport:
     return report
 
 
-def report_dict(report: lv.VersionReport) -> dict:
+def report_dict(report: lv.VersionReport, user) -> dict:
     out = report.as_dict()
     out["repair_details"] = [r.as_dict() for r in report.repairs]
+    version = get_db().get(LayerVersion, report.version_id)
+    out["affected_projects"] = projects_named(version.affected_project_ids, lv.impact_projects(get_db(), [version]),
+                                              user)
+    return out
+
+
+def projects_named(ids, projects: dict, user) -> list[dict]:
+    """A version's affected projects as its pages and API name them: code and names, and the
+    project's page when ``user`` may open it."""
+    out = []
+    for i in ids or ():
+        p = projects.get(i)
+        out.append({"id": i, "code": p.code if p else None, "name": p.name if p else None,
+                    "name_en": p.name_en if p else None,
+                    "url": url_for("workflow.project", project_id=i) if p and can_view_project(user, p) else None})
     return out
 
 
@@ -230,6 +247,14 @@ class ProblemSchema(Schema):
     message = fields.String()
 
 
+class AffectedProjectSchema(Schema):
+    id = fields.Integer()
+    code = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    name_en = fields.String(allow_none=True)
+    url = fields.String(allow_none=True, metadata={"description": "the project's page, if the caller may open it"})
+
+
 class ReportSchema(Schema):
     layer = fields.String()
     version = fields.Integer()
@@ -243,6 +268,7 @@ class ReportSchema(Schema):
     repairs = fields.List(fields.String())
     repair_details = fields.List(fields.Nested(ProblemSchema))
     affected_project_ids = fields.List(fields.Integer())
+    affected_projects = fields.List(fields.Nested(AffectedProjectSchema))
     source_crs = fields.String(allow_none=True)
 
 
@@ -308,7 +334,8 @@ def api_versions(name):
 def api_import(name):
     """Import an uploaded file as the layer's next version (all or nothing)."""
     try:
-        return report_dict(run_import(api.api_user(), name))
+        user = api.api_user()
+        return report_dict(run_import(user, name), user)
     except LayerImportError as exc:
         body = problem_body(exc)
         response, status = api.error_body(422, body.pop("code"), body.pop("message"), body.pop("where"), **body)
@@ -348,7 +375,8 @@ def api_diff(name):
 @api.api_login_required()
 def api_rollback(args, name):
     """Publish an earlier version's content as the layer's next version."""
-    return report_dict(run_rollback(api.api_user(), name, args["to_version"]))
+    user = api.api_user()
+    return report_dict(run_rollback(user, name, args["to_version"]), user)
 
 
 @blp.route("/<name>/features")
@@ -379,8 +407,10 @@ def _layer_page_context(name: str) -> dict:
     db = get_db()
     overview = _overview(name)
     versions = lv.list_versions(db, name)
+    projects, user = lv.impact_projects(db, versions), current_user()
     return {"o": overview, "versions": versions, "authors": lv.version_authors(db, versions),
-            "may_edit": lv.may_edit(current_user(), overview.layer)}
+            "affected": {v.id: projects_named(v.affected_project_ids, projects, user) for v in versions},
+            "rolled_back_to": lv.rolled_back_to, "may_edit": lv.may_edit(user, overview.layer)}
 
 
 @bp.route("")
@@ -415,7 +445,7 @@ def upload(name):
         if not form.validate():
             abort(400)
         try:
-            report = report_dict(run_import(current_user(), name))
+            report = report_dict(run_import(current_user(), name), current_user())
             ctx = _layer_page_context(name)
         except GisApprovalError as exc:
             status = api.status_for(exc)[0]
@@ -499,9 +529,10 @@ MESSAGES = {
                          "en": "Read-only (only layer editors of the owning department import or roll back)"},
     "layers_history": {"zh": "版本历史", "en": "Version history"},
     "layers_col_number": {"zh": "版本", "en": "Version"},
-    "layers_col_when": {"zh": "时间（UTC）", "en": "When (UTC)"},
+    "layers_col_when": {"zh": "时间", "en": "When"},
     "layers_col_who": {"zh": "操作人", "en": "By"},
     "layers_col_source": {"zh": "来源文件", "en": "Source file"},
+    "layers_rolled_back_source": {"zh": "回退到版本 {n} 的内容", "en": "Rolled back to version {n}"},
     "layers_col_checksum": {"zh": "校验值", "en": "Checksum"},
     "layers_col_counts": {"zh": "新增 / 变更 / 删除 / 未变", "en": "Added / changed / removed / unchanged"},
     "layers_col_affected": {"zh": "受影响的在办项目", "en": "Projects in flight affected"},

@@ -93,13 +93,6 @@ def label(table: dict, key) -> str:
     return i18n.pick(zh, en)
 
 
-def _local_time(value: dt.datetime | None) -> str:
-    """An instant as the time in China (the jurisdiction's clock), minutes."""
-    from gisapproval.workflow.base import CHINA
-
-    return value.astimezone(CHINA).strftime("%Y-%m-%d %H:%M") if value else ""
-
-
 def _today() -> dt.date:
     return today_in_china()
 
@@ -340,7 +333,6 @@ def init_app(app) -> None:
     i18n.register(MESSAGES)
     app.register_blueprint(bp)
     app.register_blueprint(public_bp)
-    app.jinja_env.filters["wf_local"] = _local_time
     app.jinja_env.globals.update(wf_status=lambda k: label(STATUS, k), wf_colour=lambda k: label(COLOUR, k),
                                  wf_stop=lambda k: label(STOP, k), wf_event=lambda k: label(EVENT, k))
     nav.add(app, "workflow.projects", "workflow_nav_projects", order=20)

@@ -10,6 +10,9 @@ from urllib.parse import urlsplit
 import geopandas as gpd
 import pytest
 import shapely
+import sqlalchemy as sa
+
+from gisapproval.db import make_engine
 
 from web.layers import DIFF_COLOURS
 
@@ -19,15 +22,32 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 @pytest.fixture(scope="module")
-def layers_server(own_sample_db, serve):
+def layers_db(own_sample_db):
+    with own_sample_db("layersbrowser") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def layers_server(layers_db, serve):
     """A live server on a database of its own (these tests publish layer versions)."""
     from web import create_app
 
-    with own_sample_db("layersbrowser") as url:
-        app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
-        with serve(app) as server:
-            yield server.url
-        app.extensions["gisapproval"].engine.dispose()
+    app = create_app({"TESTING": True, "DATABASE_URL": layers_db, "SECRET_KEY": "test", "WTF_CSRF_ENABLED": True})
+    with serve(app) as server:
+        yield server.url
+    app.extensions["gisapproval"].engine.dispose()
+
+
+def a_project_in_review(url):
+    """(code, name, centre x, centre y) of a building of a project in review."""
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT p.code, p.name, ST_X(ST_Centroid(b.geom)), ST_Y(ST_Centroid(b.geom)) FROM buildings b "
+                "JOIN projects p ON p.id = b.project_id WHERE p.status = 'in_review' ORDER BY p.id LIMIT 1")).one()
+    finally:
+        engine.dispose()
 
 
 def farmland(keys, shift=0.0, area=6400.0):
@@ -56,7 +76,7 @@ def upload(page, base, layer, path, repair=False):
 
 
 @pytest.mark.browser
-def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, layers_server, tmp_path):
+def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, layers_server, layers_db, tmp_path):
     page, base = browser_page, layers_server
     ARTIFACTS.mkdir(exist_ok=True)
     requests, errors = [], []
@@ -77,13 +97,18 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     second = farmland(["BT-A", "BT-B", "BT-D"])
     second.loc[1, "area_m2"] = 1.0
     second.loc[1, "geometry"] = shapely.box(X0 + 120, Y0, X0 + 200, Y0 + 60)
-    second.loc[2, "geometry"] = shapely.box(X0 + 380, Y0 + 20, X0 + 460, Y0 + 100)  # BT-C removed, BT-D added
+    code, name, x, y = a_project_in_review(layers_db)  # BT-C removed, BT-D added on a project's building
+    second.loc[2, "geometry"] = shapely.box(x - 30, y - 30, x + 30, y + 30)
     second.to_file(tmp_path / "second.gpkg")
     assert upload(page, base, "basic_farmland", tmp_path / "second.gpkg") == "published"
     report = page.locator("#layers-report")
     assert "发布为版本" in report.inner_text()
     counts = report.locator(".layers-counts li strong").all_inner_texts()
     assert counts[:2] == ["1", "1"]  # added, changed
+    # the project under BT-D by its code and name (a layer editor opens no project's page: no link)
+    affected = report.locator(".layers-affected")
+    assert affected.locator(".layers-project").all_inner_texts() == [code]
+    assert name in affected.inner_text() and affected.locator("a").count() == 0
     page.screenshot(path=str(ARTIFACTS / "layers_upload_report.png"), full_page=True)
 
     # a refused upload lists each problem with its feature and field; <script> stays text
@@ -127,7 +152,11 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#layers-rollback-confirm")
     page.wait_for_url(f"{base}/layers/basic_farmland?rolled={latest + 1}")
-    assert page.locator(f'#layers-versions tr[data-version="{latest + 1}"].layers-current').count() == 1
+    rolled = page.locator(f'#layers-versions tr[data-version="{latest + 1}"].layers-current')
+    assert rolled.count() == 1
+    assert rolled.locator(".layers-source").inner_text() == f"回退到版本 {latest - 2} 的内容"
+    assert page.locator(f'#layers-versions tr[data-version="{latest - 1}"] .layers-project').all_inner_texts() == [
+        code]
     page.screenshot(path=str(ARTIFACTS / "layers_history.png"), full_page=True)
 
     assert not errors, errors

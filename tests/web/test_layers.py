@@ -8,6 +8,8 @@ sample loaded) rather than the session-wide one other tests read.
 
 from __future__ import annotations
 
+import datetime as dt
+import html as htmllib
 import io
 import re
 import zipfile
@@ -445,6 +447,14 @@ def test_layer_page_shows_the_version_history(lclient, web, ldb):
     for n in numbers:
         assert f'data-version="{n}"' in html
     assert "Version history" in html and "Import a new version" in html
+    # each version's time is China's, as on every other page
+    with ldb.connect() as conn:
+        first = conn.scalar(sa.select(LayerVersion.created_at).join(Layer, Layer.id == LayerVersion.layer_id)
+                            .where(Layer.name == "basic_farmland", LayerVersion.number == 1))
+    china = first.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    row = html[html.index('data-version="1"'):]
+    assert f"<td>{china:%Y-%m-%d %H:%M:%S}</td>" in row[:row.index("</tr>")]
+    assert "UTC" not in html
 
 
 def test_upload_page_without_javascript_reports_problems_escaped(lclient, web, ldb, tmp_path):
@@ -510,6 +520,12 @@ def test_rollback_confirmation_page_then_rollback(lclient, web, ldb):
     assert now == current + 1
     assert lclient.get(f"/api/layers/eco_redline/diff?from=1&to={now}").get_json()["counts"] == {
         "added": 0, "removed": 0, "changed": 0}
+    # the history says in the reader's language what the new version is
+    for lang, says in (("en", "Rolled back to version 1"), ("zh", "回退到版本 1 的内容")):
+        history = lclient.get(f"/layers/eco_redline?lang={lang}").get_data(as_text=True)
+        row = history[history.index(f'data-version="{now}"'):]
+        assert f'<td class="layers-source">{says}</td>' in row[:row.index("</tr>")]
+        assert "rollback to version" not in history
     # without the CSRF token nothing happens
     assert lclient.post("/layers/eco_redline/rollback", data={"to": "1"}).status_code == 400
 
@@ -519,3 +535,42 @@ def test_a_raster_layer_has_no_per_feature_diff(lclient, web):
     html = lclient.get("/layers/dem/diff?lang=en").get_data(as_text=True)
     assert 'id="layers-diff-raster"' in html and "replace the whole grid" in html
     assert lclient.get("/layers/nosuch").status_code == 404
+
+
+def test_an_import_under_a_project_in_flight_names_the_project_to_each_reader(lclient, web, ldb, tmp_path):
+    """The projects a new version touches are listed by code and name in the upload's report, the
+    API's and the history; staff who may open a project get a link to its page."""
+    with ldb.connect() as conn:
+        pid, code, name, x, y = conn.execute(sa.text(
+            "SELECT p.id, p.code, p.name, ST_X(ST_Centroid(b.geom)), ST_Y(ST_Centroid(b.geom)) FROM buildings b "
+            "JOIN projects p ON p.id = b.project_id WHERE p.status = 'in_review' ORDER BY p.id LIMIT 1")).one()
+    link = f'href="/workflow/projects/{pid}"'
+    frame = farmland(1, prefix="FI", geometry=[shapely.box(x - 5, y - 5, x + 5, y + 5)])
+    frame.to_file(tmp_path / "under.gpkg")
+    # the layer editor's upload page: code and name, no link (a layer editor opens no project's page)
+    as_user(lclient, web, "land_editor")
+    token = web.csrf_token(lclient.get("/layers/basic_farmland/upload").get_data(as_text=True))
+    response = lclient.post("/layers/basic_farmland/upload", content_type="multipart/form-data",
+                            data={"csrf_token": token,
+                                  "file": (io.BytesIO((tmp_path / "under.gpkg").read_bytes()), "under.gpkg")})
+    assert response.status_code == 200
+    report = response.get_data(as_text=True)
+    report = report[report.index('class="layers-affected"'):]
+    report = report[:report.index("</p>")]
+    assert f'<span class="layers-project" title="{htmllib.escape(name)}">{code}</span> {htmllib.escape(name)}' in report
+    assert link not in report
+    # the API's report of the next version (the feature moved a metre, still on the building)
+    frame.geometry = [shapely.box(x - 4, y - 5, x + 6, y + 5)]
+    frame.to_file(tmp_path / "moved.gpkg")
+    body = upload(lclient, token, "basic_farmland", tmp_path / "moved.gpkg").get_json()
+    assert pid in body["affected_project_ids"]
+    named = {p["id"]: p for p in body["affected_projects"]}
+    assert named[pid] == {"id": pid, "code": code, "name": name, "name_en": named[pid]["name_en"], "url": None}
+    assert [p["id"] for p in body["affected_projects"]] == body["affected_project_ids"]
+    # a reviewer reading the history follows the link to the project
+    as_user(lclient, web, "land_reviewer")
+    history = lclient.get("/layers/basic_farmland").get_data(as_text=True)
+    row = history[history.index(f'data-version="{body["version"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert f'<a class="layers-project" {link} title="{htmllib.escape(name)}">{code}</a>' in row
+    assert lclient.get(f"/workflow/projects/{pid}").status_code == 200

@@ -34,6 +34,21 @@
     return el("li", {"class": cls}, [label + " ", el("strong", {}, [n])]);
   }
 
+  // each affected project by its code and name, linked to its page for those who may open it
+  function affected(projects) {
+    if (!projects.length) { return el("p", {"class": "layers-affected"}, [M.none]); }
+    var items = [];
+    projects.forEach(function (p, i) {
+      var name = (M.lang === "en" && p.name_en) || p.name || "";
+      var code = p.code || "#" + p.id;
+      if (i) { items.push(el("br")); }
+      items.push(p.url ? el("a", {"class": "layers-project", "href": p.url, "title": name}, [code])
+        : el("span", {"class": "layers-project", "title": name}, [code]));
+      if (p.code) { items.push(" " + name); }
+    });
+    return el("p", {"class": "layers-affected"}, items);
+  }
+
   function showReport(r) {
     var parts = [el("h2", {}, [M.title]), el("p", {}, [fill(M.ok, r.version)]),
       el("ul", {"class": "layers-counts"}, [count("layers-added", M.added, r.added),
@@ -47,7 +62,7 @@
       })));
     }
     parts.push(el("h3", {}, [M.affected]));
-    parts.push(el("p", {"class": "layers-affected"}, [r.affected_project_ids.length ? r.affected_project_ids.join(", ") : M.none]));
+    parts.push(affected(r.affected_projects || []));
     if (M.kind === "vector" && r.version > 1) {
       var url = form.getAttribute("data-diff") + "?from=" + (r.version - 1) + "&to=" + r.version;
       parts.push(el("p", {}, [el("a", {"class": "button button-primary", "href": url, "id": "layers-diff-link"}, [M.view_diff])]));
