@@ -771,12 +771,19 @@ class Diff:
 
 
 # A feature in both versions is one row unless it changed, or changed and changed back (a
-# rollback writes the earlier content again): only rows that differ are compared.
+# rollback writes the earlier content again): only rows that differ are compared. A key whose
+# rows neither begin nor end between the two versions has the same row in both, so only the keys
+# of rows that do are looked at: a diff reads what changed, not the whole layer twice.
 DIFF_SQL = """
-WITH a AS (SELECT id, feature_key, attrs, geom, content_digest FROM layer_features
-           WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)),
+WITH touched AS (SELECT DISTINCT feature_key FROM layer_features
+                 WHERE layer_id = :layer AND (valid_from > least(:a, :b) AND valid_from <= greatest(:a, :b)
+                                              OR valid_to > least(:a, :b) AND valid_to <= greatest(:a, :b))),
+     a AS (SELECT id, feature_key, attrs, geom, content_digest FROM layer_features
+           WHERE layer_id = :layer AND valid_from <= :a AND (valid_to IS NULL OR valid_to > :a)
+             AND feature_key IN (SELECT feature_key FROM touched)),
      b AS (SELECT id, feature_key, attrs, geom, content_digest FROM layer_features
-           WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b))
+           WHERE layer_id = :layer AND valid_from <= :b AND (valid_to IS NULL OR valid_to > :b)
+             AND feature_key IN (SELECT feature_key FROM touched))
 SELECT coalesce(a.feature_key, b.feature_key) AS key,
        CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind
        {geom}

@@ -307,6 +307,42 @@ def test_version_arithmetic_as_of_and_rollback(session, settings, tmp_path):
     assert numbers[:3] == [v3.number, v2.number, v1.number]
 
 
+def test_a_diff_of_any_two_versions_is_what_their_contents_say(session, settings, tmp_path):
+    """The diff reads only the keys whose rows begin or end between the two versions; for every
+    pair of five versions (either way round, a version with itself too) it is what comparing the
+    two versions' whole contents gives."""
+    frames = [hazard_frame(6)]
+    f = hazard_frame(6)
+    f.loc[1, "risk_level"] = "high"  # changed
+    frames.append(f[f["zone_code"] != "HZ-T005"])  # and removed
+    f = frames[-1].copy()
+    f.loc[1, "risk_level"] = "medium"  # changed back
+    f.loc[2, "geometry"] = shapely.box(X0 + 200, Y0, X0 + 260, Y0 + 60)  # reshaped
+    frames.append(f)
+    frames.append(hazard_frame(6))  # HZ-T005 comes back, HZ-T002 its first shape again
+    f = hazard_frame(7)
+    f.loc[0, "hazard_type"] = "collapse"
+    frames.append(f)  # HZ-T006 added
+    numbers = [do_import(session, settings, write(f, tmp_path / f"v{i}.gpkg")).number for i, f in enumerate(frames)]
+    layer = session.scalar(sa.select(Layer).where(Layer.name == "hazard_zones"))
+
+    def content(number):
+        return dict((k, (a, g)) for k, a, g in session.execute(
+            sa.select(LayerFeature.feature_key, sa.cast(LayerFeature.attrs, sa.Text),
+                      sa.func.ST_AsEWKB(LayerFeature.geom)).where(features_as_of(layer.id, number))).all())
+
+    contents = {n: content(n) for n in numbers}
+    for a in numbers:
+        for b in numbers:
+            old, new = contents[a], contents[b]
+            d = diff_versions(session, "hazard_zones", a, b)
+            assert (d.added, d.removed, d.changed) == (
+                sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys()),
+                sorted(k for k in old.keys() & new.keys() if old[k] != new[k])), (a, b)
+    assert diff_versions(session, "hazard_zones", numbers[0], numbers[3]).counts() == {
+        "added": 0, "removed": 0, "changed": 0}  # changed, then changed back: the same content
+
+
 def test_unchanged_reimport_stores_nothing_new(session, settings, tmp_path):
     path = write(hazard_frame(5), tmp_path / "a.gpkg")
     do_import(session, settings, path)
