@@ -830,6 +830,52 @@ def diff_geojson(session: Session, layer_name: str, a: int, b: int, limit: int =
     return {"type": "FeatureCollection", "features": features}
 
 
+@dataclass
+class Change:
+    """One feature that differs between two versions: ``fields`` are the attributes that differ
+    (name, before, after; an added feature's all have before None, a removed one's after None),
+    ``reshaped`` whether a changed feature's shape differs (None: added or removed), and
+    ``before``/``after`` its area (square metres) or length (metres) in each version (None: absent, or a point)."""
+
+    key: str
+    kind: str
+    fields: list[tuple[str, object, object]]
+    reshaped: bool | None
+    before: float | None
+    after: float | None
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "kind": self.kind, "reshaped": self.reshaped, "before": self.before,
+                "after": self.after, "fields": [{"name": n, "before": x, "after": y} for n, x, y in self.fields]}
+
+
+def _measure(geometry_type: str | None) -> str:
+    """SQL: what a feature of this geometry type measures (area, length, or nothing for points)."""
+    if geometry_type in ("Polygon", "MultiPolygon"):
+        return "ST_Area({g})"
+    if geometry_type in ("LineString", "MultiLineString"):
+        return "ST_Length({g})"
+    return "NULL::float8"
+
+
+def diff_changes(session: Session, layer_name: str, a: int, b: int, limit: int = 1000) -> list[Change]:
+    """The first ``limit`` features (by key) that differ between versions ``a`` and ``b``, each
+    with what differs."""
+    layer = _versions_for_diff(session, layer_name, a, b)
+    measure = _measure(default_catalogue()[layer.name].geometry_type)
+    columns = (", a.attrs, b.attrs, CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL"
+               " THEN ST_AsEWKB(a.geom) <> ST_AsEWKB(b.geom) END, "
+               f"{measure.format(g='a.geom')}, {measure.format(g='b.geom')}")
+    rows = session.execute(sa.text(DIFF_SQL.format(geom=columns) + " LIMIT :limit"),
+                           {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
+    out = []
+    for key, kind, old, new, reshaped, before, after in rows:
+        old, new = old or {}, new or {}
+        fields = [(n, old.get(n), new.get(n)) for n in sorted(old.keys() | new.keys()) if old.get(n) != new.get(n)]
+        out.append(Change(key, kind, fields, reshaped, before, after))
+    return out
+
+
 def save_upload(stream, filename: str, limit_bytes: int) -> Path:
     """Write an uploaded stream to a temporary file, refusing one larger than ``limit_bytes``."""
     safe = Path(filename or "upload").name

@@ -43,6 +43,7 @@ DEFAULT_LAYER_MAX_UPLOAD_BYTES = 1_000_000_000  # app.config["LAYER_MAX_UPLOAD_B
 DEFAULT_FEATURES_LIMIT = 1000
 MAX_FEATURES_LIMIT = 20000
 DIFF_MAP_LIMIT = 20000  # changed features drawn on the diff map (the counts are always complete)
+DIFF_TABLE_LIMIT = 1000  # changed features listed under it, with what changed
 DIFF_COLOURS = {"added": "#2e9d44", "removed": "#d62828", "changed": "#f08c00", "changed_before": "#5b6573"}
 
 bp = Blueprint("layers", __name__, url_prefix="/layers")
@@ -272,12 +273,29 @@ class ReportSchema(Schema):
     source_crs = fields.String(allow_none=True)
 
 
+class FieldChangeSchema(Schema):
+    name = fields.String()
+    before = fields.Raw(allow_none=True)
+    after = fields.Raw(allow_none=True)
+
+
+class ChangeSchema(Schema):
+    key = fields.String()
+    kind = fields.String(metadata={"description": "added, removed or changed"})
+    fields_ = fields.List(fields.Nested(FieldChangeSchema), data_key="fields", attribute="fields",
+                          metadata={"description": "the attributes that differ"})
+    reshaped = fields.Boolean(allow_none=True, metadata={"description": "a changed feature's shape differs"})
+    before = fields.Float(allow_none=True, metadata={"description": "area (m²) or length (m) before"})
+    after = fields.Float(allow_none=True, metadata={"description": "area (m²) or length (m) after"})
+
+
 class DiffSchema(Schema):
     layer = fields.String()
     from_version = fields.Integer(data_key="from")
     to_version = fields.Integer(data_key="to")
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     geojson = fields.Dict()
+    changes = fields.List(fields.Nested(ChangeSchema))
     truncated = fields.Boolean()
 
 
@@ -358,14 +376,17 @@ def api_version(name, number):
 @api.api_login_required(*STAFF_ROLES)
 def api_diff(name):
     """What changed between versions ``from`` and ``to`` (query arguments; default: the current
-    version and the one before): counts, and the changed features as GeoJSON (EPSG:4326) with
-    ``kind`` added / removed / changed (new shape) / changed_before (old shape)."""
+    version and the one before): counts, the changed features as GeoJSON (EPSG:4326) with
+    ``kind`` added / removed / changed (new shape) / changed_before (old shape), and ``changes``:
+    for each, by key, the attributes that differ, whether its shape did, and its area or length
+    before and after. At most ``limit`` features of each (``truncated`` says when there are more)."""
     frm, to = diff_pair(name)
     db = get_db()
     diff = lv.diff_versions(db, name, frm, to)
     limit = _int_arg("limit", DIFF_MAP_LIMIT, maximum=DIFF_MAP_LIMIT)
     geojson = lv.diff_geojson(db, name, frm, to, limit=limit)
     return {"layer": name, "from_version": frm, "to_version": to, "counts": diff.counts(), "geojson": geojson,
+            "changes": [c.as_dict() for c in lv.diff_changes(db, name, frm, to, limit=limit)],
             "truncated": sum(diff.counts().values()) > limit}
 
 
@@ -461,10 +482,11 @@ def diff_page(name):
     db = get_db()
     diff = lv.diff_versions(db, name, frm, to)
     geojson = lv.diff_geojson(db, name, frm, to, limit=DIFF_MAP_LIMIT)
+    changes = lv.diff_changes(db, name, frm, to, limit=DIFF_TABLE_LIMIT)
     jur = app_state().settings.jurisdiction
-    return render_template("layers/diff.html", diff=diff, counts=diff.counts(), geojson=geojson,
-                           truncated=sum(diff.counts().values()) > DIFF_MAP_LIMIT, colours=DIFF_COLOURS,
-                           center=jur.map_center, zoom=jur.map_zoom, **_layer_page_context(name))
+    return render_template("layers/diff.html", diff=diff, counts=diff.counts(), geojson=geojson, changes=changes,
+                           total=sum(diff.counts().values()), truncated=sum(diff.counts().values()) > DIFF_MAP_LIMIT,
+                           colours=DIFF_COLOURS, center=jur.map_center, zoom=jur.map_zoom, **_layer_page_context(name))
 
 
 @bp.route("/<name>/rollback", methods=["GET", "POST"])
@@ -587,6 +609,17 @@ MESSAGES = {
     "layers_diff_truncated": {"zh": "变化过多，地图只显示前 {n} 个要素；计数完整。",
                               "en": "Too many changes: the map shows the first {n} features; the counts are complete."},
     "layers_diff_empty": {"zh": "两个版本内容相同。", "en": "The two versions have the same content."},
+    "layers_changes_title": {"zh": "有变化的要素", "en": "Features that differ"},
+    "layers_changes_first": {"zh": "按主键排序，只列出前 {n} 个；计数完整。",
+                             "en": "Only the first {n} by key are listed; the counts are complete."},
+    "layers_changes_zoom": {"zh": "在地图上定位", "en": "Show on the map"},
+    "layers_col_change": {"zh": "变化", "en": "Change"},
+    "layers_col_changed_attributes": {"zh": "属性", "en": "Attributes"},
+    "layers_col_shape": {"zh": "形状", "en": "Shape"},
+    "layers_col_area": {"zh": "面积（平方米）", "en": "Area (m²)"},
+    "layers_col_length": {"zh": "长度（米）", "en": "Length (m)"},
+    "layers_shape_changed": {"zh": "已改变", "en": "changed"},
+    "layers_shape_same": {"zh": "未变", "en": "same"},
     "layers_diff_raster": {"zh": "栅格图层的版本是整幅替换，无逐要素比较。",
                            "en": "A raster layer's versions replace the whole grid; there is no per-feature diff."},
     "layers_rollback_title": {"zh": "确认回退", "en": "Confirm the roll-back"},

@@ -140,9 +140,20 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     assert legend.is_visible()
     for kind, n in (("added", "1"), ("removed", "1"), ("changed", "1")):
         assert legend.locator(f'li[data-kind="{kind}"] .count').inner_text() == n
+    # under the map, each feature that differs and how; its key finds it on the map
+    table = page.locator("#layers-changes-table tbody tr")
+    assert [table.nth(i).get_attribute("data-key") for i in range(table.count())] == ["BT-B", "BT-C", "BT-D"]
+    assert [table.nth(i).get_attribute("data-kind") for i in range(3)] == ["changed", "removed", "added"]
+    assert "area_m2: 6400 → 1" in table.nth(0).inner_text().replace(" :", ":")
     page.screenshot(path=str(ARTIFACTS / "layers_diff.png"), full_page=True)
     paths.first.click(force=True)
-    page.locator(".layers-popup").wait_for(timeout=5_000)
+    popup = page.locator(".layers-popup")
+    popup.wait_for(timeout=5_000)
+    page.locator(".leaflet-popup-close-button").click()
+    popup.wait_for(state="detached", timeout=5_000)
+    page.locator('#layers-changes-table a.layers-zoom[data-key="BT-D"]').click()
+    popup.wait_for(timeout=5_000)
+    assert popup.locator("strong").inner_text() == "新增 · BT-D"
 
     # roll back, after confirming
     page.goto(f"{base}/layers/basic_farmland")

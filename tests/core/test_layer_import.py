@@ -461,6 +461,39 @@ def test_diff_geojson_carries_old_and_new_attributes(session, settings, tmp_path
     assert kinds["changed_before"]["attrs"]["risk_level"] == "medium"
 
 
+@pytest.mark.parametrize("layer, shapes, moved, before, after", [
+    ("roads", "lines", shapely.LineString([(X0, Y0), (X0 + 300, Y0)]), 200.0, 300.0),  # metres of road
+    ("fire_stations", "points", shapely.Point(X0 + 50, Y0 + 50), None, None),  # a point measures nothing
+])
+def test_diff_changes_say_what_differs_and_measure_by_the_layers_geometry(session, settings, tmp_path, layer, shapes,
+                                                                          moved, before, after):
+    from gisapproval.layerversions import diff_changes
+
+    if shapes == "lines":
+        frame = gpd.GeoDataFrame({"road_id": ["R1", "R2"], "name": ["东路", "西路"], "road_class": ["branch"] * 2,
+                                  "width_m": [12.0, 9.0]},
+                                 geometry=[shapely.LineString([(X0, Y0), (X0 + 200, Y0)]),
+                                           shapely.LineString([(X0, Y0 + 50), (X0 + 100, Y0 + 50)])], crs="EPSG:4547")
+    else:
+        frame = gpd.GeoDataFrame({"station_id": ["S1", "S2"], "name": ["一站", "二站"],
+                                  "station_class": ["standard", "small"]},
+                                 geometry=[shapely.Point(X0, Y0), shapely.Point(X0 + 100, Y0)], crs="EPSG:4547")
+    v1 = do_import(session, settings, write(frame, tmp_path / "a.gpkg"), layer=layer)
+    key = frame.columns[0]
+    frame.loc[0, "geometry"] = moved  # the first moves; the second is renamed
+    frame.loc[1, "name"] = "新名"
+    v2 = do_import(session, settings, write(frame, tmp_path / "b.gpkg"), layer=layer)
+    first, second = frame[key][0], frame[key][1]
+    changes = {c.key: c for c in diff_changes(session, layer, v1.number, v2.number)}
+    assert set(changes) == {first, second} and {c.kind for c in changes.values()} == {"changed"}
+    assert (changes[first].reshaped, changes[first].fields) == (True, [])
+    assert changes[first].before == pytest.approx(before) and changes[first].after == pytest.approx(after)
+    old_name = "西路" if shapes == "lines" else "二站"
+    assert (changes[second].reshaped, changes[second].fields) == (False, [("name", old_name, "新名")])
+    # and the other way, with a limit: the first by key only
+    assert [c.key for c in diff_changes(session, layer, v2.number, v1.number, limit=1)] == [first]
+
+
 def test_affected_projects_are_rechecked_when_the_version_commits(session, settings, tmp_path):
     from gisapproval.models import CheckRun
 

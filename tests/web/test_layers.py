@@ -363,6 +363,30 @@ def test_change_diff_rollback_and_as_of_through_the_api(lclient, web, ldb, tmp_p
     change = next(f for f in diff["geojson"]["features"]
                   if f["properties"]["key"] == "HX000" and f["properties"]["kind"] == "changed")
     assert change["properties"]["old_attrs"]["area_m2"] == 6400.0 and change["properties"]["attrs"]["area_m2"] == 1.0
+    # what differs in each feature: the attributes, whether the shape did, the area before and after
+    changes = {c["key"]: c for c in diff["changes"]}
+    assert [c["key"] for c in diff["changes"]] == sorted(changes) and len(changes) == sum(diff["counts"].values())
+    assert changes["HX000"] == {"key": "HX000", "kind": "changed", "reshaped": False, "before": 6400.0,
+                                "after": 6400.0, "fields": [{"name": "area_m2", "before": 6400.0, "after": 1.0}]}
+    assert changes["HX001"] == {"key": "HX001", "kind": "changed", "reshaped": True, "before": 6400.0,
+                                "after": 4900.0, "fields": []}
+    assert changes["HX003"] == {"key": "HX003", "kind": "removed", "reshaped": None, "before": 6400.0,
+                                "after": None, "fields": [{"name": "area_m2", "before": 6403.0, "after": None},
+                                                          {"name": "farmland_code", "before": "HX003", "after": None}]}
+    assert changes["HX-NEW"]["kind"] == "added" and changes["HX-NEW"]["after"] == 2500.0
+    assert changes["HX-NEW"]["fields"] == [{"name": "area_m2", "before": None, "after": 5.0},
+                                           {"name": "farmland_code", "before": None, "after": "HX-NEW"}]
+    # and on the diff page, under the map
+    page = lclient.get(f"/layers/basic_farmland/diff?from={a}&to={b}&lang=en").get_data(as_text=True)
+    start = page.index('id="layers-changes-table"')
+    table = page[start:page.index("</table>", start)]
+    rows = dict(re.findall(r'<tr data-key="([^"]+)" data-kind="[a-z]+">(.*?)</tr>', table, re.DOTALL))
+    assert list(rows) == [c["key"] for c in diff["changes"]]
+    text = {k: " ".join(re.sub(r"<[^>]+>", " ", v).split()) for k, v in rows.items()}
+    assert text["HX000"] == "HX000 Changed area_m2 : 6400 → 1 same 6,400.0 → 6,400.0"
+    assert text["HX001"] == "HX001 Changed changed 6,400.0 → 4,900.0"
+    assert text["HX003"] == "HX003 Removed area_m2 : 6403 farmland_code : HX003 — 6,400.0"
+    assert text["HX-NEW"] == "HX-NEW Added area_m2 : 5 farmland_code : HX-NEW — 2,500.0"
     # as of version a, the old content; as of b, the new
     west, south = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 - 10, Y0 - 10)
     east, north = Transformer.from_crs(4547, 4326, always_xy=True).transform(X0 + 400, Y0 + 90)

@@ -59,6 +59,25 @@
     },
     onEachFeature: function (feature, lyr) { lyr.bindPopup(function () { return popup(feature); }); }
   }).addTo(map);
+  // a key in the table below the map: fit the map to that feature (its new shape) and open it
+  var byKey = {};
+  layer.eachLayer(function (lyr) {
+    if (lyr.feature.properties.kind !== "changed_before") { byKey[lyr.feature.properties.key] = lyr; }
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("#layers-changes-table a.layers-zoom"), function (a) {
+    a.addEventListener("click", function (event) {
+      var lyr = byKey[a.getAttribute("data-key")];
+      if (!lyr) { return; }  // beyond what the map draws: the link just scrolls to it
+      event.preventDefault();
+      document.getElementById("layers-diff-map").scrollIntoView({block: "center"});
+      if (lyr.getBounds) {
+        map.fitBounds(lyr.getBounds().pad(0.5), {animate: false, maxZoom: 18});
+      } else {
+        map.setView(lyr.getLatLng(), 18, {animate: false});
+      }
+      lyr.openPopup();
+    });
+  });
   var bounds = layer.getBounds();
   if (bounds.isValid()) {
     map.fitBounds(bounds.pad(0.15), {animate: false, maxZoom: 17});
