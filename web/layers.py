@@ -44,7 +44,10 @@ DEFAULT_FEATURES_LIMIT = 1000
 MAX_FEATURES_LIMIT = 20000
 DIFF_MAP_LIMIT = 20000  # changed features drawn on the diff map (the counts are always complete)
 DIFF_TABLE_LIMIT = 1000  # changed features listed under it, with what changed
-DIFF_COLOURS = {"added": "#2e9d44", "removed": "#d62828", "changed": "#f08c00", "changed_before": "#5b6573"}
+DIFF_COLOURS = {"added": "#2e9d44", "removed": "#d62828", "changed": "#f08c00", "changed_before": "#5b6573",
+                "context": "#9aa3af"}
+DIFF_CONTEXT_ZOOM = 16  # from this zoom the diff map shows the layer's other features around the changes
+DIFF_CONTEXT_LIMIT = 3000
 
 bp = Blueprint("layers", __name__, url_prefix="/layers")
 blp = api.ApiBlueprint("layers_api", __name__, url_prefix="/api/layers",
@@ -486,7 +489,8 @@ def diff_page(name):
     jur = app_state().settings.jurisdiction
     return render_template("layers/diff.html", diff=diff, counts=diff.counts(), geojson=geojson, changes=changes,
                            total=sum(diff.counts().values()), truncated=sum(diff.counts().values()) > DIFF_MAP_LIMIT,
-                           colours=DIFF_COLOURS, center=jur.map_center, zoom=jur.map_zoom, **_layer_page_context(name))
+                           colours=DIFF_COLOURS, center=jur.map_center, zoom=jur.map_zoom,
+                           context_zoom=DIFF_CONTEXT_ZOOM, context_limit=DIFF_CONTEXT_LIMIT, **_layer_page_context(name))
 
 
 @bp.route("/<name>/rollback", methods=["GET", "POST"])
@@ -606,6 +610,8 @@ MESSAGES = {
     "layers_diff_to": {"zh": "至版本", "en": "To version"},
     "layers_diff_show": {"zh": "比较", "en": "Compare"},
     "layers_diff_changed_before": {"zh": "变更前形状", "en": "Shape before the change"},
+    "layers_diff_context": {"zh": "其余要素（v{n}，放大到 {zoom} 级显示）",
+                            "en": "Other features (v{n}, from zoom {zoom})"},
     "layers_diff_truncated": {"zh": "变化过多，地图只显示前 {n} 个要素；计数完整。",
                               "en": "Too many changes: the map shows the first {n} features; the counts are complete."},
     "layers_diff_empty": {"zh": "两个版本内容相同。", "en": "The two versions have the same content."},

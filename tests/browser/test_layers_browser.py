@@ -154,6 +154,14 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     page.locator('#layers-changes-table a.layers-zoom[data-key="BT-D"]').click()
     popup.wait_for(timeout=5_000)
     assert popup.locator("strong").inner_text() == "新增 · BT-D"
+    # close in, the layer's other features of the later version are drawn faintly around the changes
+    page.locator('#layers-changes-table a.layers-zoom[data-key="BT-B"]').click()
+    page.locator("#layers-diff-map[data-context]").wait_for(state="attached", timeout=10_000)
+    page.wait_for_load_state("networkidle")
+    assert int(page.locator("#layers-diff-map").get_attribute("data-context")) >= 2  # BT-A and BT-B at least
+    drawn = page.locator("#layers-diff-map path")
+    assert DIFF_COLOURS["context"] in {drawn.nth(i).get_attribute("stroke") for i in range(drawn.count())}
+    page.screenshot(path=str(ARTIFACTS / "layers_diff_close.png"))
 
     # roll back, after confirming
     page.goto(f"{base}/layers/basic_farmland")

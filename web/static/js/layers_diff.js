@@ -59,6 +59,35 @@
     },
     onEachFeature: function (feature, lyr) { lyr.bindPopup(function () { return popup(feature); }); }
   }).addTo(map);
+  // the layer's other features as of the later version, faint, beneath the changes: fetched for
+  // the view once it is close enough for them to be few
+  var context = L.geoJSON(null, {interactive: false, pointToLayer: function (f, latlng) {
+    return L.circleMarker(latlng, {radius: 3});
+  }, style: {color: C.context, weight: 1, fill: false, opacity: 0.8}});
+  var asked = 0;
+  function loadContext() {
+    var mine = ++asked;
+    if (!data.features_url || map.getZoom() < data.context_zoom) {
+      map.removeLayer(context);
+      return;
+    }
+    var b = map.getBounds();
+    var url = data.features_url + "?version=" + data.to + "&limit=" + data.context_limit + "&bbox=" +
+      [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(6); }).join(",");
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (fc) {
+        if (mine !== asked || !fc) { return; }
+        context.clearLayers();
+        context.addData(fc);
+        context.addTo(map);
+        context.bringToBack();
+        document.getElementById("layers-diff-map").setAttribute("data-context", String(fc.features.length));
+      })
+      .catch(function () { /* the changes stay on the map without their surroundings */ });
+  }
+  map.on("moveend", loadContext);
+
   // a key in the table below the map: fit the map to that feature (its new shape) and open it
   var byKey = {};
   layer.eachLayer(function (lyr) {
@@ -84,5 +113,6 @@
   } else {
     map.setView(data.center, data.zoom, {animate: false});
   }
+  loadContext();
   document.getElementById("layers-diff-map").setAttribute("data-ready", String(data.geojson.features.length));
 })();
