@@ -487,10 +487,11 @@ def diff_page(name):
     geojson = lv.diff_geojson(db, name, frm, to, limit=DIFF_MAP_LIMIT)
     changes = lv.diff_changes(db, name, frm, to, limit=DIFF_TABLE_LIMIT)
     jur = app_state().settings.jurisdiction
+    total = sum(diff.counts().values())
     return render_template("layers/diff.html", diff=diff, counts=diff.counts(), geojson=geojson, changes=changes,
-                           total=sum(diff.counts().values()), truncated=sum(diff.counts().values()) > DIFF_MAP_LIMIT,
-                           colours=DIFF_COLOURS, center=jur.map_center, zoom=jur.map_zoom,
-                           context_zoom=DIFF_CONTEXT_ZOOM, context_limit=DIFF_CONTEXT_LIMIT, **_layer_page_context(name))
+                           total=total, truncated=total > DIFF_MAP_LIMIT, colours=DIFF_COLOURS,
+                           center=jur.map_center, zoom=jur.map_zoom, context_zoom=DIFF_CONTEXT_ZOOM,
+                           context_limit=DIFF_CONTEXT_LIMIT, **_layer_page_context(name))
 
 
 @bp.route("/<name>/rollback", methods=["GET", "POST"])
