@@ -190,6 +190,40 @@ def test_feature_keys_compare_by_bytes_from_their_migration(empty_db_url, mig_en
         migrate.upgrade(empty_db_url)
 
 
+def test_the_key_collations_migration_keeps_the_views_grants_and_comment_and_the_keys_statistics(own_sample_db):
+    """Down from and up to 0015 on the sample district: the parcels view keeps the privileges
+    granted on it and its comment, and the key column has statistics again each way (changing
+    its collation drops them)."""
+
+    def state(c):
+        return (c.execute(sa.text("SELECT has_table_privilege('public', 'parcels', 'SELECT')")).scalar(),
+                c.execute(sa.text("SELECT obj_description('parcels'::regclass, 'pg_class')")).scalar(),
+                c.execute(sa.text("SELECT count(*) FROM pg_stats WHERE tablename LIKE 'layer_features_p%' "
+                                  "AND attname = 'feature_key'")).scalar())
+
+    with own_sample_db("migrate_collation") as url:
+        engine = make_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as c:
+                c.execute(sa.text("GRANT SELECT ON parcels TO PUBLIC"))
+                c.execute(sa.text("COMMENT ON VIEW parcels IS 'the cadastre''s parcels, for the reporting desk'"))
+                c.execute(sa.text("ANALYZE layer_features"))
+                partitions = c.execute(sa.text("SELECT count(*) FROM pg_class WHERE relname LIKE 'layer_features_p%' "
+                                               "AND relkind = 'r'")).scalar()
+            assert partitions > 1
+            expected = (True, "the cadastre's parcels, for the reporting desk", partitions)
+            with engine.connect() as c:
+                assert state(c) == expected
+            migrate.downgrade(url, "0014")
+            with engine.connect() as c:
+                assert state(c) == expected
+            migrate.upgrade(url)
+            with engine.connect() as c:
+                assert state(c) == expected
+        finally:
+            engine.dispose()
+
+
 def test_downgrade_to_base_leaves_nothing(empty_db_url, mig_engine):
     migrate.upgrade(empty_db_url)
     migrate.downgrade(empty_db_url, "base")
