@@ -849,20 +849,20 @@ class Change:
                 "after": self.after, "fields": [{"name": n, "before": x, "after": y} for n, x, y in self.fields]}
 
 
-def _measure(geometry_type: str | None) -> str:
-    """SQL: what a feature of this geometry type measures (area, length, or nothing for points)."""
-    if geometry_type in ("Polygon", "MultiPolygon"):
-        return "ST_Area({g})"
-    if geometry_type in ("LineString", "MultiLineString"):
-        return "ST_Length({g})"
-    return "NULL::float8"
+MEASURES = {"area": "ST_Area({g})", "length": "ST_Length({g})"}
+
+
+def measure_of(geometry_type: str | None) -> str | None:
+    """What a feature of this geometry type measures: 'area', 'length', or None (points)."""
+    return {"Polygon": "area", "MultiPolygon": "area", "LineString": "length",
+            "MultiLineString": "length"}.get(geometry_type or "")
 
 
 def diff_changes(session: Session, layer_name: str, a: int, b: int, limit: int = 1000) -> list[Change]:
     """The first ``limit`` features (by key) that differ between versions ``a`` and ``b``, each
     with what differs."""
     layer = _versions_for_diff(session, layer_name, a, b)
-    measure = _measure(default_catalogue()[layer.name].geometry_type)
+    measure = MEASURES.get(measure_of(default_catalogue()[layer.name].geometry_type), "NULL::float8")
     columns = (", a.attrs, b.attrs, CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL"
                " THEN ST_AsEWKB(a.geom) <> ST_AsEWKB(b.geom) END, "
                f"{measure.format(g='a.geom')}, {measure.format(g='b.geom')}")
@@ -871,7 +871,9 @@ def diff_changes(session: Session, layer_name: str, a: int, b: int, limit: int =
     out = []
     for key, kind, old, new, reshaped, before, after in rows:
         old, new = old or {}, new or {}
-        fields = [(n, old.get(n), new.get(n)) for n in sorted(old.keys() | new.keys()) if old.get(n) != new.get(n)]
+        # (an attribute set to null differs from one that is absent, as the digests and jsonb have it)
+        fields = [(n, old.get(n), new.get(n)) for n in sorted(old.keys() | new.keys())
+                  if (n in old, old.get(n)) != (n in new, new.get(n))]
         out.append(Change(key, kind, fields, reshaped, before, after))
     return out
 
@@ -977,10 +979,13 @@ def version_authors(session: Session, versions: list[LayerVersion]) -> dict[int,
     return {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(ids)))} if ids else {}
 
 
-def impact_projects(session: Session, versions: list[LayerVersion]) -> dict[int, Project]:
-    """The projects these versions' impact lists name, by id."""
-    ids = {i for v in versions for i in v.affected_project_ids or ()}
-    return {p.id: p for p in session.scalars(sa.select(Project).where(Project.id.in_(ids)))} if ids else {}
+def impact_projects(session: Session, ids, viewer: User | None) -> dict[int, Project]:
+    """Those of the projects ``ids`` (an impact list's) that ``viewer`` may see on the map, by id:
+    another applicant's draft stays unnamed."""
+    from .mapdata import visible_projects
+
+    ids = set(ids)
+    return {p.id: p for p in session.scalars(visible_projects(viewer).where(Project.id.in_(ids)))} if ids else {}
 
 
 def rolled_back_to(version: LayerVersion) -> int | None:

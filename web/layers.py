@@ -29,7 +29,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gisapproval import layerversions as lv
 from gisapproval.errors import GisApprovalError, InputError, NotFoundError
 from gisapproval.layerimport import ImportOptions, LayerImportError
-from gisapproval.models import LayerVersion
 from gisapproval.workflow.base import can_view_project
 
 from . import api, nav
@@ -112,15 +111,15 @@ def run_rollback(user, layer_name: str, to_number: int) -> lv.VersionReport:
 def report_dict(report: lv.VersionReport, user) -> dict:
     out = report.as_dict()
     out["repair_details"] = [r.as_dict() for r in report.repairs]
-    version = get_db().get(LayerVersion, report.version_id)
-    out["affected_projects"] = projects_named(version.affected_project_ids, lv.impact_projects(get_db(), [version]),
-                                              user)
+    ids = report.affected_project_ids
+    out["affected_projects"] = projects_named(ids, lv.impact_projects(get_db(), ids, user), user)
     return out
 
 
 def projects_named(ids, projects: dict, user) -> list[dict]:
-    """A version's affected projects as its pages and API name them: code and names, and the
-    project's page when ``user`` may open it."""
+    """A version's affected projects as its pages and API name them: code and names of those
+    ``user`` may see on the map (``projects``; the others by id alone), and the project's page
+    when ``user`` may open it."""
     out = []
     for i in ids or ():
         p = projects.get(i)
@@ -431,7 +430,8 @@ def _layer_page_context(name: str) -> dict:
     db = get_db()
     overview = _overview(name)
     versions = lv.list_versions(db, name)
-    projects, user = lv.impact_projects(db, versions), current_user()
+    user = current_user()
+    projects = lv.impact_projects(db, (i for v in versions for i in v.affected_project_ids or ()), user)
     return {"o": overview, "versions": versions, "authors": lv.version_authors(db, versions),
             "affected": {v.id: projects_named(v.affected_project_ids, projects, user) for v in versions},
             "rolled_back_to": lv.rolled_back_to, "may_edit": lv.may_edit(user, overview.layer)}
@@ -487,11 +487,13 @@ def diff_page(name):
     geojson = lv.diff_geojson(db, name, frm, to, limit=DIFF_MAP_LIMIT)
     changes = lv.diff_changes(db, name, frm, to, limit=DIFF_TABLE_LIMIT)
     jur = app_state().settings.jurisdiction
+    ctx = _layer_page_context(name)
     total = sum(diff.counts().values())
     return render_template("layers/diff.html", diff=diff, counts=diff.counts(), geojson=geojson, changes=changes,
                            total=total, truncated=total > DIFF_MAP_LIMIT, colours=DIFF_COLOURS,
                            center=jur.map_center, zoom=jur.map_zoom, context_zoom=DIFF_CONTEXT_ZOOM,
-                           context_limit=DIFF_CONTEXT_LIMIT, **_layer_page_context(name))
+                           context_limit=DIFF_CONTEXT_LIMIT, measure=lv.measure_of(ctx["o"].spec.geometry_type),
+                           **ctx)
 
 
 @bp.route("/<name>/rollback", methods=["GET", "POST"])
@@ -613,6 +615,8 @@ MESSAGES = {
     "layers_diff_changed_before": {"zh": "变更前形状", "en": "Shape before the change"},
     "layers_diff_context": {"zh": "其余要素（v{n}，放大到 {zoom} 级显示）",
                             "en": "Other features (v{n}, from zoom {zoom})"},
+    "layers_diff_context_more": {"zh": "此范围内其余要素超过 {n} 个，放大后显示",
+                                 "en": "More than {n} other features here: zoom in to see them"},
     "layers_diff_truncated": {"zh": "变化过多，地图只显示前 {n} 个要素；计数完整。",
                               "en": "Too many changes: the map shows the first {n} features; the counts are complete."},
     "layers_diff_empty": {"zh": "两个版本内容相同。", "en": "The two versions have the same content."},

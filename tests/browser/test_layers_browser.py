@@ -161,6 +161,7 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     # (the features drawn for this view: BT-A and BT-B at least; the view before drew BT-D alone)
     expect(page.locator("#layers-diff-map")).to_have_attribute("data-context", re.compile(r"^([2-9]|\d{2,})$"),
                                                                timeout=10_000)
+    assert page.locator("#layers-diff-context-more").is_hidden()  # all of them are drawn
     drawn = page.locator("#layers-diff-map path")
     assert DIFF_COLOURS["context"] in {drawn.nth(i).get_attribute("stroke") for i in range(drawn.count())}
     page.screenshot(path=str(ARTIFACTS / "layers_diff_close.png"))

@@ -494,6 +494,26 @@ def test_diff_changes_say_what_differs_and_measure_by_the_layers_geometry(sessio
     assert [c.key for c in diff_changes(session, layer, v2.number, v1.number, limit=1)] == [first]
 
 
+def test_an_attribute_set_to_null_differs_from_an_absent_one_in_the_diffs_changes(session, settings, tmp_path):
+    """jsonb and the content comparison tell a null attribute from an absent one; so does the list
+    of what changed, which never shows a changed feature with nothing changed in it. (Imports
+    refuse empty values; rows edited in the database by hand can hold either.)"""
+    from gisapproval.layerversions import diff_changes
+
+    frame = gpd.GeoDataFrame({"redline_code": ["ER-N1"], "name": ["甲"]},
+                             geometry=[shapely.box(X0, Y0, X0 + 50, Y0 + 50)], crs="EPSG:4547")
+    v1 = do_import(session, settings, write(frame, tmp_path / "a.gpkg"), layer="eco_redline")
+    frame["name"] = ["乙"]
+    v2 = do_import(session, settings, write(frame, tmp_path / "b.gpkg"), layer="eco_redline")
+    edit = ("UPDATE layer_features SET attrs = {attrs}, content_digest = NULL "
+            "WHERE feature_key = 'ER-N1' AND valid_from = :v")
+    session.execute(sa.text(edit.format(attrs="jsonb_set(attrs, '{name}', 'null')")), {"v": v1.number})
+    session.execute(sa.text(edit.format(attrs="attrs - 'name'")), {"v": v2.number})
+    changes = diff_changes(session, "eco_redline", v1.number, v2.number)
+    assert [(c.key, c.kind, c.reshaped, c.fields) for c in changes] == [
+        ("ER-N1", "changed", False, [("name", None, None)])]
+
+
 def test_affected_projects_are_rechecked_when_the_version_commits(session, settings, tmp_path):
     from gisapproval.models import CheckRun
 

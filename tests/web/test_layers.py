@@ -598,3 +598,22 @@ def test_an_import_under_a_project_in_flight_names_the_project_to_each_reader(lc
     row = row[:row.index("</tr>")]
     assert f'<a class="layers-project" {link} title="{htmllib.escape(name)}">{code}</a>' in row
     assert lclient.get(f"/workflow/projects/{pid}").status_code == 200
+    # another applicant's draft is not on anyone's map: a version touching it names it by id alone
+    with ldb.begin() as conn:
+        status = conn.execute(sa.text("SELECT status FROM projects WHERE id = :p"), {"p": pid}).scalar()
+        conn.execute(sa.text("UPDATE projects SET status = 'draft' WHERE id = :p"), {"p": pid})
+    try:
+        frame.geometry = [shapely.box(x - 5, y - 4, x + 5, y + 6)]
+        frame.to_file(tmp_path / "draft.gpkg")
+        token = as_user(lclient, web, "land_editor")
+        body = upload(lclient, token, "basic_farmland", tmp_path / "draft.gpkg").get_json()
+        assert {"id": pid, "code": None, "name": None, "name_en": None, "url": None} in body["affected_projects"]
+        as_user(lclient, web, "land_reviewer")
+        history = lclient.get("/layers/basic_farmland").get_data(as_text=True)
+        row = history[history.index(f'data-version="{body["version"]}"'):]
+        row = row[:row.index("</tr>")]
+        assert f'<span class="layers-project" title="">#{pid}</span>' in row
+        assert code not in row and htmllib.escape(name) not in row
+    finally:
+        with ldb.begin() as conn:
+            conn.execute(sa.text("UPDATE projects SET status = :s WHERE id = :p"), {"s": status, "p": pid})

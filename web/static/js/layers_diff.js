@@ -60,15 +60,31 @@
     onEachFeature: function (feature, lyr) { lyr.bindPopup(function () { return popup(feature); }); }
   }).addTo(map);
   // the layer's other features as of the later version, faint, beneath the changes: fetched for
-  // the view once it is close enough for them to be few
+  // the view once it is close enough for them to be few. Where they are more than the limit the
+  // map draws none (a part of them would leave holes that look like missing features) and the
+  // legend says to zoom in.
   var context = L.geoJSON(null, {interactive: false, pointToLayer: function (f, latlng) {
     return L.circleMarker(latlng, {radius: 3});
   }, style: {color: C.context, weight: 1, fill: false, opacity: 0.8}});
+  var mapBox = document.getElementById("layers-diff-map");
+  var hint = document.getElementById("layers-diff-context-more");
   var asked = 0;
+  function showContext(fc) {
+    context.clearLayers();
+    if (hint) { hint.hidden = !(fc && fc.truncated); }
+    if (fc && !fc.truncated) {
+      context.addData(fc);
+      context.addTo(map);
+      context.bringToBack();
+    } else {
+      map.removeLayer(context);
+    }
+    mapBox.setAttribute("data-context", fc && !fc.truncated ? String(fc.features.length) : "0");
+  }
   function loadContext() {
     var mine = ++asked;
     if (!data.features_url || map.getZoom() < data.context_zoom) {
-      map.removeLayer(context);
+      showContext(null);
       return;
     }
     var b = map.getBounds();
@@ -76,17 +92,10 @@
       [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(6); }).join(",");
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (fc) {
-        if (mine !== asked || !fc) { return; }
-        context.clearLayers();
-        context.addData(fc);
-        context.addTo(map);
-        context.bringToBack();
-        document.getElementById("layers-diff-map").setAttribute("data-context", String(fc.features.length));
-      })
-      .catch(function () { /* the changes stay on the map without their surroundings */ });
+      .catch(function () { return null; })  // the changes stay on the map without their surroundings
+      .then(function (fc) { if (mine === asked) { showContext(fc); } });
   }
-  map.on("moveend", loadContext);
+  map.on("moveend", loadContext);  // also the first view's, set below
 
   // a key in the table below the map: fit the map to that feature (its new shape) and open it
   var byKey = {};
@@ -113,6 +122,5 @@
   } else {
     map.setView(data.center, data.zoom, {animate: false});
   }
-  loadContext();
-  document.getElementById("layers-diff-map").setAttribute("data-ready", String(data.geojson.features.length));
+  mapBox.setAttribute("data-ready", String(data.geojson.features.length));
 })();
