@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from gisapproval.db import make_engine
 
+from web import layers as web_layers
 from web.layers import DIFF_COLOURS
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -78,7 +79,8 @@ def upload(page, base, layer, path, repair=False):
 
 
 @pytest.mark.browser
-def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, layers_server, layers_db, tmp_path):
+def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, layers_server, layers_db, tmp_path,
+                                                               monkeypatch):
     page, base = browser_page, layers_server
     ARTIFACTS.mkdir(exist_ok=True)
     requests, errors = [], []
@@ -165,6 +167,16 @@ def test_layer_editor_uploads_sees_the_report_and_the_diff_map(browser_page, lay
     drawn = page.locator("#layers-diff-map path")
     assert DIFF_COLOURS["context"] in {drawn.nth(i).get_attribute("stroke") for i in range(drawn.count())}
     page.screenshot(path=str(ARTIFACTS / "layers_diff_close.png"))
+    # where the view holds more of them than the map asks for, it draws none and says to zoom in
+    with monkeypatch.context() as m:
+        m.setattr(web_layers, "DIFF_CONTEXT_LIMIT", 1)
+        page.reload()
+        page.locator("#layers-diff-map[data-ready]").wait_for(state="attached", timeout=30_000)
+        page.locator('#layers-changes-table a.layers-zoom[data-key="BT-B"]').click()
+        page.locator("#layers-diff-context-more").wait_for(timeout=10_000)
+        expect(page.locator("#layers-diff-map")).to_have_attribute("data-context", "0")
+        assert page.locator("#layers-diff-map path").count() == page.locator(
+            "#layers-diff-map path.leaflet-interactive").count()  # only the changes
 
     # roll back, after confirming
     page.goto(f"{base}/layers/basic_farmland")
