@@ -60,6 +60,7 @@ from .layerimport import (
     extract_shapefile,
 )
 from .layerstore import file_sha256, store_raster
+from .mapdata import visible_projects
 from .models import IN_FLIGHT, SRID, Layer, LayerFeature, LayerVersion, Project, User
 
 
@@ -786,25 +787,28 @@ WITH touched AS (SELECT DISTINCT feature_key FROM layer_features
              AND feature_key IN (SELECT feature_key FROM touched))
 SELECT coalesce(a.feature_key, b.feature_key) AS key,
        CASE WHEN a.id IS NULL THEN 'added' WHEN b.id IS NULL THEN 'removed' ELSE 'changed' END AS kind
-       {geom}
+       {columns}
 FROM a FULL JOIN b ON a.feature_key = b.feature_key
 WHERE a.id IS NULL OR b.id IS NULL OR (a.id <> b.id AND NOT """ + same_content("a", "b") + """)
 ORDER BY key
 """
 
 
-def _versions_for_diff(session, layer_name, a, b):
+def _diff_rows(session: Session, layer_name: str, a: int, b: int, columns: str = "", limit: int | None = None
+               ) -> list[sa.Row]:
+    """``DIFF_SQL``'s rows for versions ``a`` and ``b`` of a layer: key, kind, then ``columns``
+    (SQL over the two versions' rows ``a`` and ``b``, each led by a comma); the first ``limit``."""
     layer = get_layer(session, layer_name)
     numbers = set(session.scalars(sa.select(LayerVersion.number).where(LayerVersion.layer_id == layer.id)))
     for n in (a, b):
         if n not in numbers:
             raise NotFoundError(f"layer {layer_name!r} has no version {n}")
-    return layer
+    sql = DIFF_SQL.format(columns=columns) + ("" if limit is None else " LIMIT :limit")
+    return session.execute(sa.text(sql), {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
 
 
 def diff_versions(session: Session, layer_name: str, a: int, b: int) -> Diff:
-    layer = _versions_for_diff(session, layer_name, a, b)
-    rows = session.execute(sa.text(DIFF_SQL.format(geom="")), {"layer": layer.id, "a": a, "b": b}).all()
+    rows = _diff_rows(session, layer_name, a, b)
     out: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
     for key, kind in rows:
         out[kind].append(key)
@@ -813,12 +817,11 @@ def diff_versions(session: Session, layer_name: str, a: int, b: int) -> Diff:
 
 def diff_geojson(session: Session, layer_name: str, a: int, b: int, limit: int = 20000) -> dict:
     """The changed features between two versions as GeoJSON (EPSG:4326), kind in properties."""
-    layer = _versions_for_diff(session, layer_name, a, b)
-    geom = (", ST_AsGeoJSON(ST_Transform(coalesce(b.geom, a.geom), 4326), 7)::json AS g,"
-            " CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL THEN ST_AsGeoJSON(ST_Transform(a.geom, 4326), 7)::json"
-            " END AS old_g, coalesce(b.attrs, a.attrs) AS attrs, a.attrs AS old_attrs")
-    rows = session.execute(sa.text(DIFF_SQL.format(geom=geom) + " LIMIT :limit"),
-                           {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
+    columns = (", ST_AsGeoJSON(ST_Transform(coalesce(b.geom, a.geom), 4326), 7)::json AS g,"
+               " CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL"
+               " THEN ST_AsGeoJSON(ST_Transform(a.geom, 4326), 7)::json"
+               " END AS old_g, coalesce(b.attrs, a.attrs) AS attrs, a.attrs AS old_attrs")
+    rows = _diff_rows(session, layer_name, a, b, columns, limit)
     features = []
     for key, kind, g, old, attrs, old_attrs in rows:
         features.append({"type": "Feature", "geometry": g,
@@ -861,15 +864,13 @@ def measure_of(geometry_type: str | None) -> str | None:
 def diff_changes(session: Session, layer_name: str, a: int, b: int, limit: int = 1000) -> list[Change]:
     """The first ``limit`` features (by key) that differ between versions ``a`` and ``b``, each
     with what differs."""
-    layer = _versions_for_diff(session, layer_name, a, b)
-    measure = MEASURES.get(measure_of(default_catalogue()[layer.name].geometry_type), "NULL::float8")
+    spec = default_catalogue().get(layer_name)  # (an unknown layer is refused by _diff_rows)
+    measure = MEASURES.get(measure_of(spec and spec.geometry_type), "NULL::float8")
     columns = (", a.attrs, b.attrs, CASE WHEN a.id IS NOT NULL AND b.id IS NOT NULL"
                " THEN ST_AsEWKB(a.geom) <> ST_AsEWKB(b.geom) END, "
                f"{measure.format(g='a.geom')}, {measure.format(g='b.geom')}")
-    rows = session.execute(sa.text(DIFF_SQL.format(geom=columns) + " LIMIT :limit"),
-                           {"layer": layer.id, "a": a, "b": b, "limit": limit}).all()
     out = []
-    for key, kind, old, new, reshaped, before, after in rows:
+    for key, kind, old, new, reshaped, before, after in _diff_rows(session, layer_name, a, b, columns, limit):
         old, new = old or {}, new or {}
         # (an attribute set to null differs from one that is absent, as the digests and jsonb have it)
         fields = [(n, old.get(n), new.get(n)) for n in sorted(old.keys() | new.keys())
@@ -982,8 +983,6 @@ def version_authors(session: Session, versions: list[LayerVersion]) -> dict[int,
 def impact_projects(session: Session, ids, viewer: User | None) -> dict[int, Project]:
     """Those of the projects ``ids`` (an impact list's) that ``viewer`` may see on the map, by id:
     another applicant's draft stays unnamed."""
-    from .mapdata import visible_projects
-
     ids = set(ids)
     return {p.id: p for p in session.scalars(visible_projects(viewer).where(Project.id.in_(ids)))} if ids else {}
 
